@@ -1,0 +1,159 @@
+"""Assemble per-patient parameters and initial states from the data files.
+
+This is where product attributes, indication, lymphodepletion and patient covariates
+become numbers for :mod:`cartsim.patient.model`. Pure functions of their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cartsim.params import InputError, ParameterTable, load_parameters
+from cartsim.patient.indication import Indication, Lymphodepletion
+from cartsim.patient.model import N_STATES, Obs, Theta
+from cartsim.patient.product import Product
+
+#: Smallest cell number represented (log floor for absent populations); far below one cell.
+ABSENT_CELLS = 1e-12
+
+
+@dataclass(frozen=True)
+class PatientSpec:
+    """One virtual patient's covariates and treatment. ``None`` means the indication default."""
+
+    weight_kg: float | None = None
+    tumour_burden: float | None = None
+    dose_cells: float | None = None          # CAR+ viable cells (product dose basis)
+    lymphodepletion: Lymphodepletion | None = None
+    random_effects: dict[str, float] = field(default_factory=dict)  # name -> multiplier
+
+
+def resolve(spec: PatientSpec, product: Product, indication: Indication) -> PatientSpec:
+    """Fill defaults from the indication and the product label; validate ranges."""
+    weight = indication.default_weight_kg.value if spec.weight_kg is None else spec.weight_kg
+    if not (math.isfinite(weight) and weight > 0):
+        raise InputError("weight_kg", spec.weight_kg, "a positive number of kg")
+    burden = indication.burden.default.value if spec.tumour_burden is None else spec.tumour_burden
+    b = indication.burden
+    if not (math.isfinite(burden) and b.min <= burden <= b.max):
+        raise InputError("tumour_burden", spec.tumour_burden,
+                         f"{b.unit} between {b.min:g} and {b.max:g}")
+    dose = product.dose.cells(weight) if spec.dose_cells is None else spec.dose_cells
+    if not (math.isfinite(dose) and dose > 0):
+        raise InputError("dose", spec.dose_cells, "a positive number of cells")
+    ld = indication.lymphodepletion if spec.lymphodepletion is None else spec.lymphodepletion
+    return PatientSpec(weight, burden, dose, ld, dict(spec.random_effects))
+
+
+def build(product: Product, indication: Indication, spec: PatientSpec,
+          params: ParameterTable | None = None) -> tuple[Theta, Obs, np.ndarray]:
+    """Model parameters, observation constants and log initial state for one patient."""
+    p = load_parameters() if params is None else params
+    if product.target_antigen not in indication.target_antigens:
+        raise InputError("product", product.name,
+                         f"a product against {'/'.join(indication.target_antigens)} for "
+                         f"{indication.name} (got {product.target_antigen})")
+    spec = resolve(spec, product, indication)
+    re = spec.random_effects
+
+    def v(name: str) -> float:
+        return p.value(name) * re.get(name, 1.0)
+
+    scale = spec.weight_kg / v("body.reference_weight")
+    cs = f"costim.{product.costim.lower()}"
+    f_cd4 = product.cd4_cd8_ratio.value / (1 + product.cd4_cd8_ratio.value)
+    K_N = v("lymph.K_N") * scale
+
+    theta = Theta(
+        rho=v("cart.rho_max") * v(f"{cs}.rho_multiplier") * (2 * f_cd4) ** v("cart.cd4_help_exponent"),
+        K_stim=v("cart.K_stim"),
+        k_em=v("cart.k_em") * v(f"{cs}.k_em_multiplier"),
+        delta_e=v("cart.delta_e"),
+        delta_m=v("cart.delta_m") * v(f"{cs}.delta_m_multiplier"),
+        k_react=v("cart.k_react"),
+        k_exh=v("cart.k_exh") * v(f"{cs}.k_exh_multiplier"),
+        D50_exh=v("cart.D50_exh"),
+        h_exh=v("cart.h_exh"),
+        delta_x=v("cart.delta_x"),
+        K_N=K_N,
+        r_N=v("lymph.r_N"),
+        boost_a=v("lymph.boost_a"),
+        boost_b=v("lymph.boost_b"),
+        gamma=v("kill.gamma") * (2 * (1 - f_cd4)) ** v("kill.cd8_exponent"),
+        k_half=v("kill.k_half"),
+        pot_m=v("kill.memory_potency"),
+        pot_x=v("kill.exhausted_potency"),
+        r_T=indication.tumour_growth_rate.value * re.get("tumour_growth_rate", 1.0),
+        T_ext=v("tumour.extinction_cells"),
+        stim_eff=indication.stimulation_efficiency.value,
+        target_b=1.0 if product.target_antigen == "CD19" else 0.0,
+        b_prod=0.0, b_turn=v("bcell.turnover"), T0=1.0,  # set below
+        act_k=v("act.k"), K_kill=v("act.K_kill"), K_car=v("act.K_car"),
+        il6_base=v("il6.baseline"),
+        neuro_k=v("neuro.k"), neuro_K_il6=v("neuro.K_il6"), neuro_K_car=v("neuro.K_car"),
+        k_marker=math.log(2) / indication.marker.half_life_days.value if indication.marker else 1.0,
+        marker_spared=indication.marker.spared_fraction.value if indication.marker else 1.0,
+        toci_k=math.log(2) / v("toci.half_life"), toci_ec50=v("toci.ec50"),
+        dex_k=math.log(2) / v("dex.half_life"), dex_ec50=v("dex.ec50"),
+        dex_emax_exp=v("dex.emax_expansion"), dex_emax_act=v("dex.emax_activation"),
+        dex_emax_neuro=v("dex.emax_neuro"),
+    )
+
+    # Targets and normal B cells
+    b_normal = v("bcell.total_normal") * scale * indication.b_cell_production_factor.value
+    kind = indication.burden.kind
+    if kind in ("marrow_blast_pct", "marrow_plasma_cell_pct"):
+        per_unit = v("marrow.total_cells") * scale / 100.0
+        burden_max = 100.0
+    elif kind == "mtv_ml":
+        per_unit = v("lbcl.cells_per_ml")
+        burden_max = math.inf
+    else:  # autoreactive_b_pct: a share of the patient's CD19+ B cells
+        per_unit = b_normal / 100.0
+        burden_max = 100.0
+        b_normal = b_normal * (1 - spec.tumour_burden / 100.0)
+    target = spec.tumour_burden * per_unit
+    f_neg = indication.antigen_negative_fraction.value
+    theta = theta._replace(b_prod=v("bcell.turnover") * b_normal, T0=max(target, 1.0))
+
+    # Lymphodepletion: log-depletion of endogenous T cells relative to the reference regimen
+    ld = spec.lymphodepletion
+    ref_log_dep = math.log(v("lymph.K_N") / v("lymph.N0_after_ld_ref"))
+    share = v("lymph.flu_share_of_depletion")
+    intensity = (share * ld.fludarabine_total / v("lymph.ref_flu_total")
+                 + (1 - share) * ld.cyclophosphamide_total / v("lymph.ref_cy_total"))
+    n0 = K_N * math.exp(-ref_log_dep * intensity)
+
+    car = product.car_cells(spec.dose_cells)
+    fm = product.memory_fraction.value
+    e0 = car * (1 - fm) * v("cart.engraft_effector")
+    m0 = car * fm * v("cart.engraft_memory")
+    n0 += product.untransduced_cells(spec.dose_cells) * v("cart.engraft_effector")
+
+    y0 = np.log(np.maximum(np.array([
+        e0, m0, ABSENT_CELLS, target * (1 - f_neg), target * f_neg, b_normal, n0,
+        1.0, 1.0, 1.0,
+    ]), ABSENT_CELLS))
+    y0 = np.append(y0, 0.0)  # cumulative stimulation starts at zero (linear state)
+    assert y0.shape == (N_STATES,)
+
+    blood_ul = v("blood.volume_per_kg") * spec.weight_kg * 1e6
+    obs = Obs(
+        blood_frac_t=v("blood.lymphocyte_fraction_in_blood"),
+        blood_ul=blood_ul,
+        blood_frac_b=v("bcell.blood_fraction"),
+        other_leuk=v("blood.other_leukocytes"),
+        genomes_per_ug=1e6 / v("assay.dna_pg_per_cell"),
+        vcn=product.vcn_per_car_cell.value,
+        burden_scale=per_unit,
+        burden_max=burden_max,
+        marker_base=indication.marker.baseline.value if indication.marker else 1.0,
+        temp_base=v("crs.temp_baseline"), temp_rise=v("crs.temp_max_rise"),
+        il6_fever_half=v("crs.il6_fever_half"),
+        il6_g2=v("crs.il6_grade2"), il6_g3=v("crs.il6_grade3"), il6_g4=v("crs.il6_grade4"),
+        ice_slope=v("neuro.ice_slope"), q_grade4=v("neuro.q_grade4"),
+    )
+    return theta, obs, y0

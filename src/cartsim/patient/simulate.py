@@ -1,0 +1,143 @@
+"""One-patient (and small-batch) simulation: the public entry point of the in-vivo model."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from cartsim.params import InputError, ParameterTable, load_parameters
+from cartsim.params.loader import data_path
+from cartsim.patient import metrics as M
+from cartsim.patient.build import PatientSpec, build, resolve
+from cartsim.patient.indication import Indication, load_indication
+from cartsim.patient.interventions import ManagementPolicy, load_policy, policy_arrays
+from cartsim.patient.model import ITN, ITP, observe
+from cartsim.patient.product import Product, load_product
+from cartsim.patient.solver import solve_batch
+
+import csv
+import jax
+
+
+@dataclass(frozen=True)
+class Dose:
+    """A dose: ``per_kg`` (cells/kg) or flat ``cells``."""
+
+    value: float
+    per_kg: bool
+
+    def cells(self, weight_kg: float) -> float:
+        return self.value * weight_kg if self.per_kg else self.value
+
+
+_DOSE_RE = re.compile(r"^\s*([0-9.eE+\-]+)\s*(?:cells)?\s*(/\s*kg)?\s*$")
+
+
+def parse_dose(text: str) -> Dose:
+    """Parse ``2e6/kg`` (cells per kg) or ``1e8`` (flat cells)."""
+    m = _DOSE_RE.match(str(text))
+    try:
+        value = float(m.group(1)) if m else math.nan
+    except ValueError:
+        value = math.nan
+    if not m or not math.isfinite(value) or value <= 0:
+        raise InputError("dose", text, "a positive cell number, flat (e.g. 1e8) or per kg (e.g. 2e6/kg)")
+    return Dose(value, per_kg=m.group(2) is not None)
+
+
+def sample_random_effects(seed: int, params: ParameterTable | None = None) -> dict[str, float]:
+    """Lognormal multipliers for one virtual patient, from ``variability.csv``."""
+    rng = np.random.default_rng(seed)
+    with open(data_path("variability.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    eta_engraft = rng.normal()
+    out = {}
+    for row in rows:
+        sd = math.sqrt(float(row["omega2"]))
+        eta = eta_engraft if row["name"].startswith("cart.engraft") else rng.normal()
+        out[row["name"]] = math.exp(sd * eta)
+    return out
+
+
+@dataclass
+class SimulationResult:
+    """Daily trajectories (clinical units) and summary metrics of one patient."""
+
+    indication: Indication
+    product: Product
+    spec: PatientSpec
+    daily: dict[str, np.ndarray]
+    metrics: dict
+    ok: bool
+
+    def to_table(self):
+        import pyarrow as pa
+
+        return pa.table({k: np.asarray(v) for k, v in self.daily.items()})
+
+
+def simulate(indication: str | Indication = "b-all", product: str | Path | Product | None = None, *,
+             dose: Dose | str | None = None, tumour_burden: float | None = None,
+             weight_kg: float | None = None, days: int = 365, seed: int | None = None,
+             lymphodepletion=None, policy: str | ManagementPolicy = "default",
+             params: ParameterTable | None = None) -> SimulationResult:
+    """Simulate one patient from infusion to ``days``.
+
+    With ``seed=None`` the typical patient; with a seed, one virtual patient drawn from
+    the between-patient variability in ``params/data/variability.csv``.
+    """
+    ind = indication if isinstance(indication, Indication) else load_indication(indication)
+    prod = product if isinstance(product, Product) else load_product(product or ind.default_product)
+    pol = policy if isinstance(policy, ManagementPolicy) else load_policy(policy)
+    if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days <= 0:
+        raise InputError("days", days, "a positive whole number of days")
+    if isinstance(dose, str):
+        dose = parse_dose(dose)
+    p = load_parameters() if params is None else params
+    re_ = {} if seed is None else sample_random_effects(int(seed), p)
+    spec = PatientSpec(weight_kg=weight_kg, tumour_burden=tumour_burden, lymphodepletion=lymphodepletion,
+                       random_effects=re_)
+    w = ind.default_weight_kg.value if weight_kg is None else weight_kg
+    if dose is not None:
+        spec = PatientSpec(**{**spec.__dict__, "dose_cells": dose.cells(w)})
+    spec = resolve(spec, prod, ind)
+    theta, obs, y0 = build(prod, ind, spec, p)
+
+    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64)[None], tree)
+    out = solve_batch(batch(theta), batch(obs), jnp.asarray(y0)[None], policy_arrays(pol), n_days=int(days))
+    return summarise(ind, prod, spec, theta, obs, out, p)
+
+
+def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int = 0) -> SimulationResult:
+    y = np.asarray(out.y[i])
+    block = np.asarray(out.toci_block[i])
+    o = {k: np.asarray(v) for k, v in observe(jnp.asarray(y), theta, obs, jnp.asarray(block)).items()}
+    days = np.arange(y.shape[0], dtype=float)
+    daily = {"day": days, **o,
+             "crs_grade": np.asarray(out.crs[i]), "icans_grade": np.asarray(out.icans[i]),
+             "tocilizumab_doses": np.asarray(out.toci[i]), "dexamethasone_doses": np.asarray(out.dex[i])}
+    aplasia = params.value("bcell.aplasia_threshold")
+    cat = M.response_series(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"], aplasia)
+    daily["response"] = np.array([M.RESPONSES[c] for c in cat])
+    met = M.kinetic_metrics(days, o["car_t_cells_per_ul"], o["car_t_copies_per_ug"])
+    met.update({
+        "response_day28": M.response_at(days, cat, 28.0),
+        "response_day90": M.response_at(days, cat, 90.0),
+        **M.relapse(days, cat, np.exp(y[:, ITP]), np.exp(y[:, ITN])),
+        **M.toxicity_metrics(days, daily["crs_grade"], "crs"),
+        **M.toxicity_metrics(days, daily["icans_grade"], "icans"),
+        "tocilizumab_doses": int(daily["tocilizumab_doses"].sum()),
+        "dexamethasone_doses": int(daily["dexamethasone_doses"].sum()),
+        "il6_max_pg_per_ml": float(o["il6_pg_per_ml"].max()),
+        **M.b_cell_recovery(days, o["b_cells_per_ul"], aplasia, params.value("bcell.recovery_threshold")),
+        "dose_car_cells": float(prod.car_cells(spec.dose_cells)),
+        "weight_kg": float(spec.weight_kg),
+        "tumour_burden_baseline": float(spec.tumour_burden),
+        "ok": bool(out.ok[i]),
+    })
+    return SimulationResult(ind, prod, spec, daily, met, bool(out.ok[i]))
