@@ -58,14 +58,14 @@ class ParameterTable(Mapping[str, Parameter]):
     def value(self, key: str) -> float:
         return self[key].value
 
-    def replace(self, **values: float) -> ParameterTable:
-        """A copy with some values replaced (names use ``__`` for ``.``)."""
+    def replace(self, values: Mapping[str, float], source: str = "user override",
+                evidence: str = "assumption") -> ParameterTable:
+        """A copy with some values replaced (unknown names raise ``KeyError``)."""
         new = dict(self._params)
-        for key, val in values.items():
-            name = key.replace("__", ".")
+        for name, val in values.items():
             old = self[name]
             new[name] = Parameter(name, float(val), old.unit, old.description,
-                                  "user override", "assumption", old.notes)
+                                  source, evidence, old.notes)
         return ParameterTable(new)
 
 

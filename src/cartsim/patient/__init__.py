@@ -10,7 +10,7 @@ from cartsim.patient.indication import INDICATIONS, Indication, Lymphodepletion,
 from cartsim.patient.interventions import ManagementPolicy, list_policies, load_policy
 from cartsim.patient.model import STATE_NAMES, Obs, Theta, observe, vector_field
 from cartsim.patient.product import Product, list_products, load_product
-from cartsim.patient.simulate import Dose, SimulationResult, parse_dose, simulate
+from cartsim.patient.simulate import Dose, SimulationResult, parse_dose, simulate, simulate_many
 from cartsim.patient.solver import solve_batch
 
 __all__ = [
@@ -18,5 +18,5 @@ __all__ = [
     "Dose", "Indication", "Lymphodepletion", "ManagementPolicy", "Obs", "PatientSpec", "Product",
     "SimulationResult", "Theta",
     "build", "list_policies", "list_products", "load_indication", "load_policy", "load_product",
-    "observe", "parse_dose", "resolve", "simulate", "solve_batch", "vector_field",
+    "observe", "parse_dose", "resolve", "simulate", "simulate_many", "solve_batch", "vector_field",
 ]

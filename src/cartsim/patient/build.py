@@ -82,18 +82,20 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
         r_N=v("lymph.r_N"),
         boost_a=v("lymph.boost_a"),
         boost_b=v("lymph.boost_b"),
-        gamma=v("kill.gamma") * (2 * (1 - f_cd4)) ** v("kill.cd8_exponent"),
+        gamma=(v("kill.gamma") * v(f"indication.{indication.name}.kill_multiplier")
+               * (2 * (1 - f_cd4)) ** v("kill.cd8_exponent")),
         k_half=v("kill.k_half"),
         pot_m=v("kill.memory_potency"),
         pot_x=v("kill.exhausted_potency"),
         r_T=indication.tumour_growth_rate.value * re.get("tumour_growth_rate", 1.0),
-        T_ext=v("tumour.extinction_cells"),
-        stim_eff=indication.stimulation_efficiency.value,
+        T_ext=v("tumour.extinction_cells"), K_T=1.0,
+        stim_eff=v(f"indication.{indication.name}.stimulation_efficiency"),
         target_b=1.0 if product.target_antigen == "CD19" else 0.0,
         b_prod=0.0, b_turn=v("bcell.turnover"), T0=1.0,  # set below
         act_k=v("act.k"), K_kill=v("act.K_kill"), K_car=v("act.K_car"),
         il6_base=v("il6.baseline"),
         neuro_k=v("neuro.k"), neuro_K_il6=v("neuro.K_il6"), neuro_K_car=v("neuro.K_car"),
+        neuro_mult=v(f"{cs}.neuro_multiplier"),
         k_marker=math.log(2) / indication.marker.half_life_days.value if indication.marker else 1.0,
         marker_spared=indication.marker.spared_fraction.value if indication.marker else 1.0,
         toci_k=math.log(2) / v("toci.half_life"), toci_ec50=v("toci.ec50"),
@@ -117,7 +119,11 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
         b_normal = b_normal * (1 - spec.tumour_burden / 100.0)
     target = spec.tumour_burden * per_unit
     f_neg = indication.antigen_negative_fraction.value
-    theta = theta._replace(b_prod=v("bcell.turnover") * b_normal, T0=max(target, 1.0))
+    capacity = {"marrow_blast_pct": v("marrow.total_cells") * scale,
+                "marrow_plasma_cell_pct": v("marrow.total_cells") * scale,
+                "mtv_ml": indication.burden.max * v("lbcl.cells_per_ml"),
+                "autoreactive_b_pct": max(b_normal + target, 1.0)}[kind]
+    theta = theta._replace(b_prod=v("bcell.turnover") * b_normal, T0=max(target, 1.0), K_T=capacity)
 
     # Lymphodepletion: log-depletion of endogenous T cells relative to the reference regimen
     ld = spec.lymphodepletion
@@ -130,11 +136,16 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
     car = product.car_cells(spec.dose_cells)
     fm = product.memory_fraction.value
     e0 = car * (1 - fm) * v("cart.engraft_effector")
-    m0 = car * fm * v("cart.engraft_memory")
+    m0 = car * fm * v("cart.engraft_effector") * v("cart.memory_engraftment_ratio")
     n0 += product.untransduced_cells(spec.dose_cells) * v("cart.engraft_effector")
 
+    # Every phenotype starts at no less than a negligible share of the engrafted dose: the
+    # log-rate of a compartment fed by another (k * E / M) is singular at zero cells and
+    # would force the explicit solver into needlessly tiny steps.
+    seed_cells = v("cart.phenotype_floor_fraction") * (e0 + m0)
+    e0, m0, x0 = max(e0, seed_cells), max(m0, seed_cells), seed_cells
     y0 = np.log(np.maximum(np.array([
-        e0, m0, ABSENT_CELLS, target * (1 - f_neg), target * f_neg, b_normal, n0,
+        e0, m0, x0, target * (1 - f_neg), target * f_neg, b_normal, n0,
         1.0, 1.0, 1.0,
     ]), ABSENT_CELLS))
     y0 = np.append(y0, 0.0)  # cumulative stimulation starts at zero (linear state)

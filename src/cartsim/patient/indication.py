@@ -80,7 +80,6 @@ class Indication(BaseModel):
     burden: Burden
     default_weight_kg: SourcedValue
     tumour_growth_rate: SourcedValue
-    stimulation_efficiency: SourcedValue
     antigen_negative_fraction: SourcedValue
     b_cell_production_factor: SourcedValue
     lymphodepletion: Lymphodepletion

@@ -122,7 +122,14 @@ def b_cell_recovery(days, b_ul, aplasia_threshold: float, recovery_threshold: fl
         return {"b_cell_aplasia_day": None, "b_cell_recovery_day": None}
     start = int(np.argmax(aplastic))
     back = np.nonzero(b_ul[start:] >= recovery_threshold)[0]
-    rec = None if back.size == 0 else float(days[start + int(back[0])])
+    rec = None
+    if back.size:
+        j = start + int(back[0])
+        rec = float(days[j])
+        if j > 0 and b_ul[j - 1] > 0:  # log-linear interpolation of the crossing
+            lo, hi = math.log(b_ul[j - 1]), math.log(b_ul[j])
+            if hi > lo:
+                rec = float(days[j - 1] + (days[j] - days[j - 1]) * (math.log(recovery_threshold) - lo) / (hi - lo))
     return {"b_cell_aplasia_day": float(days[start]), "b_cell_recovery_day": rec}
 
 

@@ -59,6 +59,7 @@ class Theta(NamedTuple):
     # targets
     r_T: float
     T_ext: float
+    K_T: float          # cells, target carrying capacity (whole marrow, maximal tumour volume)
     stim_eff: float     # stimulation per target cell relative to marrow/blood disease
     target_b: float     # 1 if the product's antigen is on normal B cells (CD19), else 0
     b_prod: float       # cells/day, marrow output of normal B cells
@@ -72,6 +73,7 @@ class Theta(NamedTuple):
     neuro_k: float
     neuro_K_il6: float
     neuro_K_car: float
+    neuro_mult: float   # costimulatory-domain multiplier on neuro-inflammatory drive
     # serum marker
     k_marker: float
     marker_spared: float
@@ -138,8 +140,9 @@ def vector_field(t, y, args):
 
     killers = E + theta.pot_m * M + theta.pot_x * X
     kill = theta.gamma * killers / (theta.k_half + killers)  # per target cell, 1/day
-    d_Tp = theta.r_T * Tp / (Tp + theta.T_ext) - kill
-    d_Tn = theta.r_T * Tn / (Tn + theta.T_ext)
+    crowding = 1 - (Tp + Tn) / theta.K_T
+    d_Tp = theta.r_T * Tp / (Tp + theta.T_ext) * crowding - kill
+    d_Tn = theta.r_T * Tn / (Tn + theta.T_ext) * crowding
     d_B = theta.b_prod * jnp.exp(-y[IB]) - theta.b_turn - theta.target_b * kill
     d_N = theta.r_N * jnp.log(theta.K_N / (N + C))
 
@@ -148,7 +151,8 @@ def vector_field(t, y, args):
     drive_a = (kill_flux / theta.K_kill + engaged / theta.K_car) * (1 - theta.dex_emax_act * steroid)
     d_A = theta.act_k * ((1 + drive_a) / A - 1)
     il6 = theta.il6_base * A
-    drive_q = (il6 / theta.neuro_K_il6 + engaged / theta.neuro_K_car) * (1 - theta.dex_emax_neuro * steroid)
+    drive_q = (theta.neuro_mult * (il6 / theta.neuro_K_il6 + engaged / theta.neuro_K_car)
+               * (1 - theta.dex_emax_neuro * steroid))
     d_Q = theta.neuro_k * ((1 + drive_q) / Q - 1)
     produced = (1 - theta.marker_spared) * (Tp + Tn) / theta.T0 + theta.marker_spared
     d_P = theta.k_marker * (produced / P - 1)

@@ -55,12 +55,9 @@ def sample_random_effects(seed: int, params: ParameterTable | None = None) -> di
     rng = np.random.default_rng(seed)
     with open(data_path("variability.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
-    eta_engraft = rng.normal()
     out = {}
     for row in rows:
-        sd = math.sqrt(float(row["omega2"]))
-        eta = eta_engraft if row["name"].startswith("cart.engraft") else rng.normal()
-        out[row["name"]] = math.exp(sd * eta)
+        out[row["name"]] = math.exp(math.sqrt(float(row["omega2"])) * rng.normal())
     return out
 
 
@@ -108,9 +105,33 @@ def simulate(indication: str | Indication = "b-all", product: str | Path | Produ
     spec = resolve(spec, prod, ind)
     theta, obs, y0 = build(prod, ind, spec, p)
 
-    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64)[None], tree)
-    out = solve_batch(batch(theta), batch(obs), jnp.asarray(y0)[None], policy_arrays(pol), n_days=int(days))
+    out = solve_batch(*stack([(theta, obs, y0)]), policy_arrays(pol), n_days=int(days))
     return summarise(ind, prod, spec, theta, obs, out, p)
+
+
+def stack(built):
+    """Stack per-patient ``(theta, obs, y0)`` triples into batch arrays."""
+    thetas, obss, y0s = zip(*built)
+    def st(*xs):
+        return jnp.asarray(np.array(xs, dtype=np.float64))
+    return (jax.tree_util.tree_map(st, *thetas), jax.tree_util.tree_map(st, *obss),
+            jnp.asarray(np.array(y0s, dtype=np.float64)))
+
+
+def simulate_many(cases, *, days: int = 365, policy: str | ManagementPolicy = "default",
+                  params: ParameterTable | None = None) -> list[SimulationResult]:
+    """Simulate several ``(indication, product, PatientSpec)`` cases in one compiled call."""
+    p = load_parameters() if params is None else params
+    pol = policy if isinstance(policy, ManagementPolicy) else load_policy(policy)
+    prepared = []
+    for ind, prod, spec in cases:
+        ind = ind if isinstance(ind, Indication) else load_indication(ind)
+        prod = prod if isinstance(prod, Product) else load_product(prod)
+        spec = resolve(spec, prod, ind)
+        prepared.append((ind, prod, spec, build(prod, ind, spec, p)))
+    out = solve_batch(*stack([b for *_, b in prepared]), policy_arrays(pol), n_days=int(days))
+    return [summarise(ind, prod, spec, b[0], b[1], out, p, i)
+            for i, (ind, prod, spec, b) in enumerate(prepared)]
 
 
 def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int = 0) -> SimulationResult:

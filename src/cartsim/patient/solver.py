@@ -48,10 +48,11 @@ def _grade(y, theta: Theta, obs: Obs, toci_block, waived):
     return crs.astype(jnp.int32), icans.astype(jnp.int32)
 
 
-def _one_patient(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int):
+def _one_patient(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
+                 rtol: float = RTOL, atol: float = ATOL):
     term = diffrax.ODETerm(vector_field)
     solver = diffrax.Tsit5()
-    ctrl = diffrax.PIDController(rtol=RTOL, atol=ATOL)
+    ctrl = diffrax.PIDController(rtol=rtol, atol=atol)
 
     def step(carry, day):
         y, exposure, counts, waived, ok = carry
@@ -89,7 +90,9 @@ def _one_patient(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("n_days",))
-def solve_batch(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int) -> DailyOutput:
+@functools.partial(jax.jit, static_argnames=("n_days", "rtol", "atol"))
+def solve_batch(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
+                rtol: float = RTOL, atol: float = ATOL) -> DailyOutput:
     """Solve a batch of patients (leading axis of every ``theta``/``obs``/``y0`` leaf)."""
-    return jax.vmap(_one_patient, in_axes=(0, 0, 0, None, None))(theta, obs, y0, policy, n_days)
+    return jax.vmap(_one_patient, in_axes=(0, 0, 0, None, None, None, None))(
+        theta, obs, y0, policy, n_days, rtol, atol)

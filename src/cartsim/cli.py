@@ -1,0 +1,212 @@
+"""The ``cartsim`` command line.
+
+Bad input never ends in a traceback: it prints one line naming the field, the value and
+what was expected, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cartsim.params import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="cartsim: a digital twin of CAR-T cell therapy.")
+validate_app = typer.Typer(no_args_is_help=True, help="Compare the model with published figures.")
+app.add_typer(validate_app, name="validate")
+
+
+def _register_stages() -> None:
+    from cartsim.manufacturing.cli import manufacture_command
+
+    app.command("manufacture", help="Simulate manufacturing batches: point of care vs central plant.")(
+        manufacture_command)
+
+
+_register_stages()
+
+EXIT_BAD_INPUT = 2
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+@app.command()
+def simulate(
+    indication: str = typer.Option("b-all", help="b-all, lbcl, mm or sle"),
+    product: Optional[str] = typer.Option(None, help="preset name or product YAML path (default: the indication's)"),
+    dose: Optional[str] = typer.Option(None, help="CAR+ cells, flat (1e8) or per kg (2e6/kg); default: label dose"),
+    tumour_burden: Optional[float] = typer.Option(None, "--tumour-burden", help="in the indication's unit (see docs)"),
+    weight: Optional[float] = typer.Option(None, "--weight", help="body weight, kg"),
+    days: int = typer.Option(365, help="follow-up, days"),
+    seed: Optional[int] = typer.Option(None, help="draw one virtual patient (omit for the typical patient)"),
+    policy: str = typer.Option("default", help="management policy name or YAML path"),
+    no_lymphodepletion: bool = typer.Option(False, "--no-lymphodepletion", help="skip Flu/Cy"),
+    out: Path = typer.Option(Path("cartsim-out"), help="output folder (Parquet, PNG, JSON)"),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON object"),
+) -> None:
+    """Simulate one patient from infusion: kinetics, response, CRS/ICANS, B cells."""
+    from cartsim.patient import NO_LYMPHODEPLETION
+    from cartsim.patient import simulate as run
+
+    if days <= 0:
+        raise InputError("days", days, "a positive whole number of days")
+    result = run(indication, product, dose=dose, tumour_burden=tumour_burden, weight_kg=weight,
+                 days=days, seed=seed, policy=policy,
+                 lymphodepletion=NO_LYMPHODEPLETION if no_lymphodepletion else None)
+    metrics = {k: _clean(v) for k, v in result.metrics.items()}
+    metrics.update(indication=result.indication.name, product=result.product.name, seed=seed, days=days)
+    out.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    from cartsim.report.figures import patient_figure
+
+    pq.write_table(result.to_table(), out / "trajectories.parquet")
+    patient_figure(result, out / "patient.png")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.product.name} in {result.indication.name} (typical patient)" if seed is None
+                  else f"{result.product.name} in {result.indication.name} (virtual patient, seed {seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {out/'trajectories.parquet'}, {out/'patient.png'}, {out/'metrics.json'}")
+
+
+def _validate(kinds: list[str], markdown: Optional[Path]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cartsim.report.validation import kinetic_checks, render_markdown, render_table
+
+    sections, n_bad_all = [], 0
+    for kind in kinds:
+        checks = kinetic_checks(kind=kind)
+        rows = render_table(checks)
+        table = Table(title=f"cartsim {kind} validation (typical patients)")
+        for h in rows[0]:
+            table.add_column(h)
+        for r in rows[1:]:
+            table.add_row(*r, style=None if r[-1] == "yes" else "bold red")
+        Console(width=200).print(table)
+        n_bad = sum(not c.ok for c in checks)
+        n_bad_all += n_bad
+        print(f"{kind}: {len(checks) - n_bad} of {len(checks)} within tolerance")
+        sections.append(_validation_doc(kind, render_markdown(checks), n_bad, len(checks)))
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        cmd = "cartsim validate " + (kinds[0] if len(kinds) == 1 else "all") + f" --markdown {markdown}"
+        markdown.write_text(
+            "# Validation: the typical simulated patient against published figures\n\n"
+            f"Generated by `{cmd}`; do not edit by hand. Calibration: "
+            "`python scripts/calibrate_kinetics.py --write` and `python scripts/calibrate_toxicity.py --write`.\n\n"
+            + "\n".join(sections))
+    raise typer.Exit(1 if n_bad_all else 0)
+
+
+@validate_app.command("kinetics")
+def validate_kinetics(
+    markdown: Optional[Path] = typer.Option(None, help="also write the table as Markdown to this file"),
+) -> None:
+    """Typical simulated patients vs published kinetics; exit 1 if any is out of tolerance."""
+    _validate(["kinetics"], markdown)
+
+
+@validate_app.command("toxicity")
+def validate_toxicity(
+    markdown: Optional[Path] = typer.Option(None, help="also write the table as Markdown to this file"),
+) -> None:
+    """Typical-patient CRS/ICANS grades vs trial incidences; exit 1 if any is out of range."""
+    _validate(["toxicity"], markdown)
+
+
+@validate_app.command("all")
+def validate_all(
+    markdown: Optional[Path] = typer.Option(None, help="also write the tables as Markdown to this file"),
+) -> None:
+    """Kinetics and toxicity together (this writes docs/validation.md)."""
+    _validate(["kinetics", "toxicity"], markdown)
+
+
+def _validation_doc(kind: str, table_md: str, n_bad: int, n: int) -> str:
+    intro = {
+        "kinetics": "Each row simulates the typical patient of an indication with a product's label dose "
+                    "and compares one kinetic metric with its published value.",
+        "toxicity": "Each row compares the typical patient's maximum ASTCT grade (or CRS onset day) with "
+                    "the range implied by a trial's incidence: e.g. CRS in 84% and grade >= 3 in 5% of "
+                    "patients puts the median patient at grade 1-2. Trials used different CRS scales "
+                    "(Penn, Lee 2014, ASTCT); Penn grades run higher than ASTCT, which the ranges allow for.",
+    }[kind]
+    return (
+        f"## {kind.capitalize()}\n\n"
+        f"{intro} `role`: *calibration* rows were fitted (scripts/calibrate_*.py); *check* rows were "
+        "not fitted but their sources informed parameters; *prediction* rows were never used in any fit.\n\n"
+        f"{n - n_bad} of {n} within tolerance.\n\n" + table_md + "\n"
+    )
+
+
+@app.command("list")
+def list_(what: str = typer.Argument("products", help="products, indications or policies")) -> None:
+    """List the packaged presets."""
+    from cartsim.patient import INDICATIONS, list_policies, list_products
+
+    options = {"products": list_products, "indications": lambda: list(INDICATIONS), "policies": list_policies}
+    if what not in options:
+        raise InputError("what", what, "products, indications or policies")
+    print("\n".join(options[what]()))
+
+
+def _usage_error(err: BaseException) -> str | None:
+    """The message of a command-line usage error (click's, whichever copy typer ships)."""
+    if getattr(err, "exit_code", None) == 2 and hasattr(err, "format_message"):
+        msg = err.format_message()
+        if not msg:  # "no arguments": help has been shown
+            return ""
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None and getattr(ctx, "command_path", None):
+            msg += f" (see: {ctx.command_path} --help)"
+        return msg
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the Typer app, turning every input error into one line + exit 2."""
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="cartsim")
+    except InputError as err:
+        print(f"cartsim: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except typer.Exit as ex:
+        return ex.exit_code
+    except typer.Abort:
+        return 130
+    except Exception as err:
+        msg = _usage_error(err)
+        if msg is None:
+            raise
+        if not msg:
+            return 0
+        print(f"cartsim: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return rc if isinstance(rc, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

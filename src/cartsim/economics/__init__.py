@@ -1,0 +1,3 @@
+"""Costs, QALYs, ICER and budget impact. Not built yet."""
+
+__all__: list[str] = []

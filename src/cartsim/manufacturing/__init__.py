@@ -1,0 +1,50 @@
+"""The manufacturing twin: a closed machine in the hospital versus a central plant abroad.
+
+Starting material from the patient's blood counts and prior therapy, a closed-system
+CD4/CD8-selected, TransAct-activated, lentivirally transduced culture harvested on a
+user-set day, release testing with out-of-specification (OOS) exception rules and
+re-manufacturing, and the calendar around it. Batched (numpy arrays, no loop over
+batches) and seeded. Each released batch becomes a :class:`cartsim.patient.Product`
+that the in-vivo model takes as it is.
+
+>>> from cartsim.manufacturing import manufacture
+>>> r = manufacture("poc", n_batches=2000, seed=1)
+>>> s = r.summary(); s["duration_days_median"]            # doctest: +SKIP
+12.75
+>>> product = r.product(0)                                 # doctest: +SKIP
+
+The equations and every parameter are in ``docs/manufacturing.md``.
+"""
+
+from cartsim.manufacturing.model import vcn_distribution
+from cartsim.manufacturing.process import (
+    HARVEST_DAY_RANGE,
+    REQUIRED_TESTS,
+    Duration,
+    ProcessSpec,
+    ReleaseTest,
+    list_processes,
+    load_process,
+    manufacturing_parameters,
+    manufacturing_targets,
+)
+from cartsim.manufacturing.run import (
+    FAILURE_REASONS,
+    OOS_REASONS,
+    POPULATIONS,
+    BatchResults,
+    Patients,
+    daily_culture,
+    dose_cells,
+    draw_patients,
+    manufacture,
+    summarise,
+    typical_batch,
+)
+
+__all__ = [
+    "FAILURE_REASONS", "HARVEST_DAY_RANGE", "OOS_REASONS", "POPULATIONS", "REQUIRED_TESTS",
+    "BatchResults", "Duration", "Patients", "ProcessSpec", "ReleaseTest",
+    "daily_culture", "dose_cells", "draw_patients", "list_processes", "load_process", "manufacture",
+    "manufacturing_parameters", "manufacturing_targets", "summarise", "typical_batch", "vcn_distribution",
+]

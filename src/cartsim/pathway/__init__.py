@@ -1,0 +1,3 @@
+"""Vein-to-vein care-pathway event simulation (SimPy). Not built yet."""
+
+__all__: list[str] = []

@@ -1,0 +1,165 @@
+"""The in-vivo model: positivity and accuracy, monotone effects, reproducibility, done-when checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cartsim.params import InputError, load_parameters
+from cartsim.patient import (NO_LYMPHODEPLETION, PatientSpec, build, load_indication, load_policy,
+                             load_product, simulate, simulate_many, solve_batch)
+from cartsim.patient.interventions import policy_arrays
+from cartsim.patient.model import IA, ITP
+from cartsim.patient.simulate import stack
+
+SCALED = ["cart.rho_max", "cart.K_stim", "cart.engraft_effector", "cart.delta_e", "cart.delta_m",
+          "kill.gamma", "kill.k_half", "lymph.r_N", "cart.D50_exh", "act.K_kill"]
+
+
+def _wide_population(n=48, seed=0):
+    """Patients with parameters spread over 1/5x to 5x, burdens over 4 decades."""
+    rng = np.random.default_rng(seed)
+    base = load_parameters()
+    cases = []
+    for i in range(n):
+        ind = ["b-all", "lbcl", "mm", "sle"][i % 4]
+        prod = {"b-all": "tisa-cel", "lbcl": "axi-cel", "mm": "ide-cel", "sle": "cd19-sle"}[ind]
+        params = base.replace({k: base.value(k) * 5.0 ** rng.uniform(-1, 1) for k in SCALED})
+        indication = load_indication(ind)
+        hi = min(indication.burden.max, 100.0 if ind != "lbcl" else 2000.0)
+        burden = float(hi * 10 ** rng.uniform(-4, 0))
+        cases.append(build(load_product(prod), indication,
+                           PatientSpec(tumour_burden=burden, dose_cells=10 ** rng.uniform(6.5, 9)), params))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def wide():
+    cases = _wide_population()
+    pa = policy_arrays(load_policy())
+    coarse = solve_batch(*stack(cases), pa, n_days=200)
+    fine = solve_batch(*stack(cases), pa, n_days=200, rtol=1e-10, atol=1e-12)
+    return coarse, fine
+
+
+def test_all_patients_solve_and_stay_positive(wide):
+    coarse, _ = wide
+    assert bool(jnp.all(coarse.ok))
+    y = np.asarray(coarse.y)
+    assert np.all(np.isfinite(y))
+    cells = np.exp(y[..., :IA])
+    assert np.all(cells >= 0.0)  # positive by construction: states are logarithms
+
+
+def test_tumour_count_accurate_to_a_hundredth_of_a_decade(wide):
+    coarse, fine = wide
+    err = np.abs(np.asarray(coarse.y)[..., ITP] - np.asarray(fine.y)[..., ITP]) / np.log(10)
+    # compare where the tumour is at least one cell (below that it is extinct either way)
+    alive = np.asarray(fine.y)[..., ITP] > 0
+    assert err[alive].max() < 0.01
+
+
+def test_default_patient_done_when():
+    m = simulate("b-all", "tisa-cel").metrics
+    assert 0.6 <= m["doubling_time_days"] <= 1.0
+    assert 7 <= m["tmax_days"] <= 14
+    assert 3 <= m["contraction_half_life_days"] <= 8
+    assert m["persistence_half_life_days"] >= 100
+
+
+def test_axicel_peaks_higher_and_earlier_than_tisacel_in_lbcl():
+    axi = simulate("lbcl", "axi-cel").metrics
+    tisa = simulate("lbcl", "tisa-cel").metrics
+    assert axi["cmax_cells_per_ul"] > tisa["cmax_cells_per_ul"]
+    assert axi["tmax_days"] < tisa["tmax_days"]
+
+
+def test_sle_b_cell_depletion_return_and_autoantibody_fall():
+    r = simulate("sle", "cd19-sle")
+    m, d = r.metrics, r.daily
+    assert m["b_cell_aplasia_day"] is not None and m["b_cell_aplasia_day"] < 30
+    assert 60 <= m["b_cell_recovery_day"] <= 200
+    assert d["marker"][90] < 0.25 * d["marker"][0]
+    assert m["response_day90"] in ("CR", "PR")
+
+
+def test_bcma_product_spares_b_cells():
+    m = simulate("mm", "ide-cel", days=120).metrics
+    assert m["b_cell_aplasia_day"] is None
+
+
+def _cmax(results):
+    return [r.metrics["cmax_cells_per_ul"] for r in results]
+
+
+def test_monotone_in_dose():
+    doses = [1e7, 3e7, 1e8, 3e8, 1e9]
+    res = simulate_many([("b-all", "tisa-cel", PatientSpec(dose_cells=d)) for d in doses], days=60)
+    c = _cmax(res)
+    assert all(b >= a for a, b in zip(c, c[1:]))
+    auc = [r.metrics["auc_0_28"] for r in res]
+    assert all(b >= a for a, b in zip(auc, auc[1:]))
+
+
+def test_monotone_in_burden():
+    burdens = [5, 15, 30, 60, 90]
+    res = simulate_many([("b-all", "tisa-cel", PatientSpec(tumour_burden=b)) for b in burdens], days=60)
+    c = _cmax(res)
+    il6 = [r.metrics["il6_max_pg_per_ml"] for r in res]
+    assert all(b >= a for a, b in zip(c, c[1:]))
+    assert all(b >= a for a, b in zip(il6, il6[1:]))
+
+
+def test_lymphodepletion_increases_expansion():
+    with_ld = simulate("lbcl", "axi-cel", days=60).metrics
+    without = simulate("lbcl", "axi-cel", days=60, lymphodepletion=NO_LYMPHODEPLETION).metrics
+    assert with_ld["cmax_cells_per_ul"] > 2 * without["cmax_cells_per_ul"]
+
+
+def test_memory_fraction_increases_exposure_and_persistence():
+    base = load_product("tisa-cel")
+    lo = simulate("b-all", base.with_(memory_fraction=0.05))
+    hi = simulate("b-all", base.with_(memory_fraction=0.6))
+    assert hi.metrics["auc_0_28"] > lo.metrics["auc_0_28"]
+    assert hi.daily["memory_cells"][180] > lo.daily["memory_cells"][180]
+    assert hi.daily["car_t_cells_per_ul"][180] > lo.daily["car_t_cells_per_ul"][180]
+
+
+def test_costim_domain_changes_kinetics():
+    """Same product attributes, CD28 vs 4-1BB: CD28 expands faster and persists shorter."""
+    b = load_product("tisa-cel")
+    bb = simulate("lbcl", b, days=200).metrics
+    cd28 = simulate("lbcl", b.with_(costim="CD28"), days=200)
+    assert cd28.metrics["tmax_days"] <= bb["tmax_days"]
+    assert cd28.metrics["cmax_cells_per_ul"] > bb["cmax_cells_per_ul"]
+    assert cd28.daily["memory_cells"][180] < simulate("lbcl", b, days=200).daily["memory_cells"][180]
+
+
+def test_reproducible_and_seed_dependent():
+    a = simulate("lbcl", "axi-cel", days=90, seed=7).metrics
+    b = simulate("lbcl", "axi-cel", days=90, seed=7).metrics
+    c = simulate("lbcl", "axi-cel", days=90, seed=8).metrics
+    assert a == b
+    assert a["cmax_cells_per_ul"] != c["cmax_cells_per_ul"]
+
+
+def test_management_policy_feeds_back():
+    treated = simulate("b-all", "tisa-cel", tumour_burden=90, days=40)
+    untreated = simulate("b-all", "tisa-cel", tumour_burden=90, days=40, policy="none")
+    assert untreated.metrics["tocilizumab_doses"] == 0
+    if treated.metrics["tocilizumab_doses"] > 0:
+        # tocilizumab blocks IL-6 signalling: the effective IL-6 falls below the serum level
+        d = treated.daily
+        assert np.any(d["il6_effective_pg_per_ml"] < 0.5 * d["il6_pg_per_ml"])
+        assert treated.metrics["crs_max_grade"] <= untreated.metrics["crs_max_grade"]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"days": 0}, "days"), ({"days": -5}, "days"), ({"dose": "0"}, "dose"), ({"dose": "abc"}, "dose"),
+    ({"dose": "2e6/g"}, "dose"), ({"tumour_burden": -1.0}, "tumour_burden"),
+    ({"weight_kg": 0.0}, "weight_kg"), ({"policy": "nonsense"}, "policy"),
+])
+def test_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(InputError) as err:
+        simulate("b-all", "tisa-cel", **kwargs)
+    assert err.value.field == field
