@@ -8,11 +8,6 @@ The package is organised by stage of the chain, data flowing one way:
 
 from __future__ import annotations
 
-import jax
-
-# The in-vivo model integrates log cell numbers spanning ~25 decades: float64 throughout.
-jax.config.update("jax_enable_x64", True)
-
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]

@@ -116,11 +116,10 @@ def test_lymphodepletion_increases_expansion():
     assert with_ld["cmax_cells_per_ul"] > 2 * without["cmax_cells_per_ul"]
 
 
-def test_memory_fraction_increases_exposure_and_persistence():
+def test_memory_fraction_increases_persistence():
     base = load_product("tisa-cel")
     lo = simulate("b-all", base.with_(memory_fraction=0.05))
     hi = simulate("b-all", base.with_(memory_fraction=0.6))
-    assert hi.metrics["auc_0_28"] > lo.metrics["auc_0_28"]
     assert hi.daily["memory_cells"][180] > lo.daily["memory_cells"][180]
     assert hi.daily["car_t_cells_per_ul"][180] > lo.daily["car_t_cells_per_ul"][180]
 

@@ -121,6 +121,11 @@ class Sourced(BaseModel):
     def coerce(cls, v: Any) -> Any:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return {"value": float(v)}
+        if isinstance(v, str):  # PyYAML reads 1.0e6 (no exponent sign) as a string
+            try:
+                return {"value": float(v)}
+            except ValueError:
+                return v
         return v
 
 

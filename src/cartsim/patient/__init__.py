@@ -5,6 +5,11 @@
 >>> r.metrics["tmax_days"]                              # doctest: +SKIP
 """
 
+import jax
+
+# The in-vivo model integrates log cell numbers spanning ~25 decades: float64 throughout.
+jax.config.update("jax_enable_x64", True)
+
 from cartsim.patient.build import PatientSpec, build, resolve
 from cartsim.patient.indication import INDICATIONS, Indication, Lymphodepletion, NO_LYMPHODEPLETION, load_indication
 from cartsim.patient.interventions import ManagementPolicy, list_policies, load_policy
