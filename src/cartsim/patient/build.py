@@ -92,7 +92,7 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
         stim_eff=v(f"indication.{indication.name}.stimulation_efficiency"),
         target_b=1.0 if product.target_antigen == "CD19" else 0.0,
         b_prod=0.0, b_turn=v("bcell.turnover"), T0=1.0,  # set below
-        act_k=v("act.k"), K_kill=v("act.K_kill"), K_car=v("act.K_car"),
+        act_k=v("act.k"), K_kill=v("act.K_kill"), F_clear=v("act.F_clear"), K_car=v("act.K_car"),
         il6_base=v("il6.baseline"),
         neuro_k=v("neuro.k"), neuro_K_il6=v("neuro.K_il6"), neuro_K_car=v("neuro.K_car"),
         neuro_mult=v(f"{cs}.neuro_multiplier"),

@@ -68,6 +68,7 @@ class Theta(NamedTuple):
     # cytokines and neurotoxicity
     act_k: float
     K_kill: float
+    F_clear: float      # cells/day, kill flux cleared without inflammation (half-saturation)
     K_car: float
     il6_base: float
     neuro_k: float
@@ -148,7 +149,10 @@ def vector_field(t, y, args):
 
     kill_flux = kill * antigen
     engaged = E * stim
-    drive_a = (kill_flux / theta.K_kill + engaged / theta.K_car) * (1 - theta.dex_emax_act * steroid)
+    # Dead-cell debris activates macrophages only beyond what efferocytosis clears quietly:
+    # the drive is quadratic at low kill flux and linear in a burst of killing.
+    inflammatory_flux = kill_flux * kill_flux / (kill_flux + theta.F_clear)
+    drive_a = (inflammatory_flux / theta.K_kill + engaged / theta.K_car) * (1 - theta.dex_emax_act * steroid)
     d_A = theta.act_k * ((1 + drive_a) / A - 1)
     il6 = theta.il6_base * A
     drive_q = (theta.neuro_mult * (il6 / theta.neuro_K_il6 + engaged / theta.neuro_K_car)
