@@ -162,14 +162,64 @@ def _validation_doc(kind: str, table_md: str, n_bad: int, n: int) -> str:
     )
 
 
+@app.command()
+def trial(
+    spec: str = typer.Argument(..., help="trial YAML file or preset (eliana, juliet, zuma-1, karmma, cartitude-1, mackensen-2022)"),
+    n: Optional[int] = typer.Option(None, help="number of virtual patients (overrides the spec)"),
+    seed: Optional[int] = typer.Option(None, help="random seed (overrides the spec)"),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per compiled batch"),
+    out: Path = typer.Option(Path("cartsim-trial"), help="output folder (patients.parquet, summary.json, chunks/)"),
+    resume: bool = typer.Option(False, "--resume", help="continue a killed run from its completed chunks"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+) -> None:
+    """Run a virtual trial: per-patient table and endpoints with 95% CIs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cartsim.population import load_trial, run_trial
+
+    for name, value in (("n", n), ("chunk_size", chunk_size)):
+        if value is not None and value <= 0:
+            raise InputError(name, value, "a positive whole number")
+    if seed is not None and seed < 0:
+        raise InputError("seed", seed, "a non-negative whole number")
+    trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size)
+    from rich.console import Console
+
+    with Progress(TextColumn(f"{trial_spec.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("patients", total=trial_spec.n)
+        result = run_trial(trial_spec, out, resume=resume,
+                           progress=lambda done, total: bar.update(task, completed=done))
+    if as_json:
+        print(json.dumps(result.summary))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"virtual trial {trial_spec.name} (n = {trial_spec.n})")
+    table.add_column("endpoint")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for k, v in result.summary.items():
+        if k.endswith("_ci95") or k.endswith("_iqr"):
+            continue
+        ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
+        fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
+        table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
+    Console().print(table)
+    print(f"wrote {out/'patients.parquet'} and {out/'summary.json'}")
+
+
 @app.command("list")
-def list_(what: str = typer.Argument("products", help="products, indications or policies")) -> None:
+def list_(what: str = typer.Argument("products", help="products, indications, policies or trials")) -> None:
     """List the packaged presets."""
     from cartsim.patient import INDICATIONS, list_policies, list_products
+    from cartsim.population import list_trials
 
-    options = {"products": list_products, "indications": lambda: list(INDICATIONS), "policies": list_policies}
+    options = {"products": list_products, "indications": lambda: list(INDICATIONS), "policies": list_policies,
+               "trials": list_trials}
     if what not in options:
-        raise InputError("what", what, "products, indications or policies")
+        raise InputError("what", what, "products, indications, policies or trials")
     print("\n".join(options[what]()))
 
 

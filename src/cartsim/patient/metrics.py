@@ -102,8 +102,25 @@ def response_series(ind: Indication, burden: np.ndarray, marker: np.ndarray,
     return cat
 
 
+def progression_day(days, category: np.ndarray) -> float | None:
+    """First day after infusion with progressive disease (PD), or None."""
+    pd = np.nonzero(category[1:] == RESPONSES.index("PD"))[0]
+    return None if pd.size == 0 else float(days[1 + int(pd[0])])
+
+
 def relapse(days, category: np.ndarray, target_pos: np.ndarray, target_neg: np.ndarray) -> dict:
-    """First loss of a CR (back to PD/SD/PR after CR): day and antigen status."""
+    """First loss of a CR (back to PD/SD/PR after CR): day and antigen status.
+
+    ``progression_day`` (the PFS event) is the earlier of that relapse and the first PD.
+    """
+    out = _relapse(days, category, target_pos, target_neg)
+    pd = progression_day(days, category)
+    events = [d for d in (out["relapse_day"], pd) if d is not None]
+    out["progression_day"] = min(events) if events else None
+    return out
+
+
+def _relapse(days, category, target_pos, target_neg) -> dict:
     cr = category == RESPONSES.index("CR")
     if not cr.any():
         return {"relapse_day": None, "relapse_antigen": None, "best_response": RESPONSES[int(category.min())]}

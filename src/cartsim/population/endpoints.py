@@ -1,0 +1,101 @@
+"""Trial endpoints with 95% confidence intervals.
+
+Proportions use the Wilson score interval; progression-free survival uses the
+Kaplan-Meier estimator of lifelines (median with its 95% CI). Only patients whose
+simulation succeeded enter the endpoints; failures are counted in ``n_failed``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson(k: int, n: int) -> tuple[float | None, float | None]:
+    """Wilson score 95% interval for k successes in n, in percent."""
+    if n == 0:
+        return None, None
+    p = k / n
+    den = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / den
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def _pct(mask: np.ndarray, name: str, out: dict) -> None:
+    n, k = int(mask.size), int(mask.sum())
+    out[f"{name}_pct"] = None if n == 0 else 100.0 * k / n
+    lo, hi = wilson(k, n)
+    out[f"{name}_ci95"] = [lo, hi]
+
+
+def _median(x) -> float | None:
+    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], dtype=float)
+    return float(np.median(x)) if x.size else None
+
+
+def _iqr(x) -> list[float | None]:
+    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], dtype=float)
+    return [float(np.percentile(x, 25)), float(np.percentile(x, 75))] if x.size else [None, None]
+
+
+def summarise_trial(spec, table: pa.Table) -> dict:
+    t = table.to_pydict()
+    ok = np.asarray(t["ok"], dtype=bool)
+    col = {k: [v for v, good in zip(vals, ok) if good] for k, vals in t.items()}
+    n = int(ok.sum())
+    best = np.asarray(col["best_response"], dtype=object)
+    crs = np.asarray(col["crs_max_grade"], dtype=float)
+    icans = np.asarray(col["icans_max_grade"], dtype=float)
+    out: dict = {"trial": spec.name, "indication": spec.indication,
+                 "product": spec.product if isinstance(spec.product, str) else "custom",
+                 "n": int(len(ok)), "n_evaluated": n, "n_failed": int((~ok).sum()),
+                 "seed": spec.seed, "follow_up_days": spec.follow_up_days}
+    _pct(np.isin(best, ["CR", "VGPR", "PR"]), "orr", out)
+    _pct(best == "CR", "cr", out)
+    _pct(crs >= 1, "crs_any", out)
+    _pct(crs >= 3, "crs_grade3plus", out)
+    _pct(icans >= 1, "icans_any", out)
+    _pct(icans >= 3, "icans_grade3plus", out)
+    _pct(np.asarray(col["tocilizumab_doses"], dtype=float) > 0, "tocilizumab", out)
+    _pct(np.asarray(col["dexamethasone_doses"], dtype=float) > 0, "steroids", out)
+    on = crs >= 1
+    out["crs_onset_median_days"] = _median(np.asarray(col["crs_onset_day"], dtype=object)[on])
+    out["crs_duration_median_days"] = _median(np.asarray(col["crs_duration_days"], dtype=float)[on])
+    out["cmax_median"] = _median(col["cmax_cells_per_ul"])
+    out["cmax_iqr"] = _iqr(col["cmax_cells_per_ul"])
+    out["cmax_copies_median"] = _median(col["cmax_copies_per_ug"])
+    out["tmax_median_days"] = _median(col["tmax_days"])
+    out["auc_0_28_median"] = _median(col["auc_0_28"])
+    out.update(_pfs(col, spec.follow_up_days))
+    aplasia = [(r if r is not None else spec.follow_up_days) - a
+               for a, r in zip(col["b_cell_aplasia_day"], col["b_cell_recovery_day"]) if a is not None]
+    out["b_cell_aplasia_median_days"] = _median(aplasia)
+    if spec.indication == "sle":
+        _pct(np.asarray(col["response_day90"], dtype=object) == "CR", "remission_day90", out)
+        out["b_cell_return_median_days"] = _median(col["b_cell_recovery_day"])
+    return out
+
+
+def _pfs(col: dict, follow_up: int) -> dict:
+    """Kaplan-Meier PFS (event: progression or relapse; censored at end of follow-up)."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.utils import median_survival_times
+
+    days = [d if d is not None else follow_up for d in col["progression_day"]]
+    events = [d is not None for d in col["progression_day"]]
+    if not days:
+        return {"median_pfs_days": None, "median_pfs_ci95": [None, None], "pfs_12m_pct": None}
+    km = KaplanMeierFitter().fit(days, event_observed=events)
+    med = km.median_survival_time_
+    ci = median_survival_times(km.confidence_interval_)
+    lo, hi = (float(v) for v in ci.iloc[0])
+    def fin(x):
+        return None if not np.isfinite(x) else float(x)
+    at = min(365, follow_up)
+    return {"median_pfs_days": fin(med), "median_pfs_ci95": [fin(lo), fin(hi)],
+            f"pfs_{at}d_pct": float(100 * km.predict(at))}

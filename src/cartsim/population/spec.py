@@ -1,0 +1,84 @@
+"""Trial specifications (YAML, validated by pydantic) and the packaged presets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cartsim.params import InputError, data_path, load_yaml
+from cartsim.patient._schema import input_error_from
+from cartsim.patient.indication import Lymphodepletion
+
+
+class DoseRule(BaseModel):
+    """CAR+ viable cells: per kg (optionally capped) or flat. Omitted: the product label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_kg: float | None = Field(None, gt=0)
+    flat: float | None = Field(None, gt=0)
+    cap: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> DoseRule:
+        if (self.per_kg is None) == (self.flat is None):
+            raise ValueError("give exactly one of per_kg or flat")
+        return self
+
+    def cells(self, weight_kg: float) -> float:
+        cells = self.per_kg * weight_kg if self.per_kg is not None else self.flat
+        return min(cells, self.cap) if self.cap is not None else cells  # type: ignore[return-value]
+
+
+class Eligibility(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_burden: float | None = Field(None, ge=0)
+    max_burden: float | None = Field(None, gt=0)
+
+
+class TrialSpec(BaseModel):
+    """A virtual trial. See docs/trial-schema.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    indication: Literal["b-all", "lbcl", "mm", "sle"]
+    product: str | dict = Field(description="preset name or product attributes (the product YAML schema)")
+    dose: DoseRule | None = None
+    lymphodepletion: Lymphodepletion | Literal["none", "default"] = "default"
+    policy: str = "default"
+    eligibility: Eligibility = Eligibility()
+    n: int = Field(gt=0, le=10_000_000)
+    seed: int = Field(0, ge=0)
+    follow_up_days: int = Field(365, gt=0, le=3650)
+    chunk_size: int = Field(256, gt=0, le=100_000)
+
+
+def list_trials() -> list[str]:
+    return sorted(p.stem for p in data_path("trials").glob("*.yaml"))
+
+
+def load_trial(name_or_path: str | Path, **overrides) -> TrialSpec:
+    """Load a preset or a YAML file; ``overrides`` (e.g. ``n=``, ``seed=``) replace fields."""
+    text = str(name_or_path)
+    if text in list_trials():
+        raw = load_yaml(data_path("trials", f"{text}.yaml"))
+        prefix = f"trial {text}"
+    elif Path(text).is_file():
+        try:
+            raw = load_yaml(Path(text))
+        except yaml.YAMLError:
+            raise InputError("spec", text, "a valid YAML trial file") from None
+        prefix = Path(text).name
+    else:
+        raise InputError("spec", text, f"a trial YAML file or one of {', '.join(list_trials())}")
+    if not isinstance(raw, dict):
+        raise InputError(prefix, raw, "a mapping of trial fields")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrialSpec.model_validate(raw)
+    except ValidationError as err:
+        raise input_error_from(err, prefix) from None
