@@ -145,10 +145,9 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
     seed_cells = v("cart.phenotype_floor_fraction") * (e0 + m0)
     e0, m0, x0 = max(e0, seed_cells), max(m0, seed_cells), seed_cells
     y0 = np.log(np.maximum(np.array([
-        e0, m0, x0, target * (1 - f_neg), target * f_neg, b_normal, n0,
-        1.0, 1.0, 1.0,
-    ]), ABSENT_CELLS))
-    y0 = np.append(y0, 0.0)  # cumulative stimulation starts at zero (linear state)
+        e0, m0, x0, target * (1 - f_neg), target * f_neg, b_normal, n0]), ABSENT_CELLS))
+    # linear states: activation, neuro-inflammation and marker at rest (1); no stimulation yet
+    y0 = np.append(y0, [1.0, 1.0, 1.0, 0.0])
     assert y0.shape == (N_STATES,)
 
     blood_ul = v("blood.volume_per_kg") * spec.weight_kg * 1e6

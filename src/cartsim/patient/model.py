@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-#: State vector layout. Entries 0-6 are log cell numbers; 7-9 log dimensionless indices;
-#: 10 is linear.
+#: State vector layout. Entries 0-6 are log cell numbers; 7-10 are linear. The indices
+#: 7-9 have a positive source and first-order decay, so they stay positive on a linear
+#: scale, where their stiffness is just their rate constant (as logarithms, an explicit
+#: stage that undershoots makes (1 + drive)/A explode).
 STATE_NAMES = (
     "effector",      # E: effector CAR-T cells (whole body)
     "memory",        # M: memory / stem-like CAR-T cells
@@ -22,9 +24,9 @@ STATE_NAMES = (
     "target_neg",    # Tn: antigen-negative escape clone
     "b_cells",       # B: normal CD19+ B cells
     "t_cells",       # N: endogenous (non-CAR) T cells
-    "activation",    # A: myeloid activation index (1 = resting); serum IL-6 = IL6_0 * A
-    "neuro",         # Q: neuro-inflammation index (1 = resting); drives ICANS
-    "marker",        # P: serum marker relative to baseline (M-protein, autoantibody)
+    "activation",    # A: myeloid activation index (1 = resting; linear); serum IL-6 = IL6_0 * A
+    "neuro",         # Q: neuro-inflammation index (1 = resting; linear); drives ICANS
+    "marker",        # P: serum marker relative to baseline (M-protein, autoantibody; linear)
     "stimulation",   # D: cumulative antigen stimulation of the CAR-T clone (days at full
                      #    stimulation); linear, not log: starts at 0 and only grows
 )
@@ -122,7 +124,7 @@ def vector_field(t, y, args):
     theta, drugs = args
     c = jnp.exp(y[:IA])
     E, M, X, Tp, Tn, B, N = (c[i] for i in range(IA))
-    A, Q, P = jnp.exp(y[IA]), jnp.exp(y[IQ]), jnp.exp(y[IP])
+    A, Q, P = y[IA], y[IQ], y[IP]
     block, steroid = drug_effects(t, theta, drugs)
 
     C = E + M + X
@@ -153,13 +155,13 @@ def vector_field(t, y, args):
     # the drive is quadratic at low kill flux and linear in a burst of killing.
     inflammatory_flux = kill_flux * kill_flux / (kill_flux + theta.F_clear)
     drive_a = (inflammatory_flux / theta.K_kill + engaged / theta.K_car) * (1 - theta.dex_emax_act * steroid)
-    d_A = theta.act_k * ((1 + drive_a) / A - 1)
+    d_A = theta.act_k * (1 + drive_a - A)
     il6 = theta.il6_base * A
     drive_q = (theta.neuro_mult * (il6 / theta.neuro_K_il6 + engaged / theta.neuro_K_car)
                * (1 - theta.dex_emax_neuro * steroid))
-    d_Q = theta.neuro_k * ((1 + drive_q) / Q - 1)
+    d_Q = theta.neuro_k * (1 + drive_q - Q)
     produced = (1 - theta.marker_spared) * (Tp + Tn) / theta.T0 + theta.marker_spared
-    d_P = theta.k_marker * (produced / P - 1)
+    d_P = theta.k_marker * (produced - P)
     del block  # tocilizumab acts on IL-6 signalling (observations), not on IL-6 production
     return jnp.stack([d_E, d_M, d_X, d_Tp, d_Tn, d_B, d_N, d_A, d_Q, d_P, stim])
 
@@ -197,7 +199,7 @@ def observe(y, theta: Theta, obs: Obs, toci_block):
     copies = car_ul * obs.vcn / leuk * obs.genomes_per_ug
     target = cells[..., ITP] + cells[..., ITN]
     burden = jnp.minimum(target / obs.burden_scale, obs.burden_max)
-    il6 = theta.il6_base * jnp.exp(y[..., IA])
+    il6 = theta.il6_base * y[..., IA]
     return {
         "car_t_cells_per_ul": car_ul,
         "car_t_copies_per_ug": copies,
@@ -212,8 +214,8 @@ def observe(y, theta: Theta, obs: Obs, toci_block):
         "t_cells_per_ul": t_ul,
         "il6_pg_per_ml": il6,
         "il6_effective_pg_per_ml": il6 * (1 - toci_block),
-        "neuro_index": jnp.exp(y[..., IQ]),
-        "marker": obs.marker_base * jnp.exp(y[..., IP]),
+        "neuro_index": y[..., IQ],
+        "marker": obs.marker_base * y[..., IP],
     }
 
 

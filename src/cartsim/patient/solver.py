@@ -26,7 +26,7 @@ from cartsim.toxicity import crs_grade_array, icans_grade_array
 
 RTOL = 1e-7  # relative tolerance on log states (i.e. absolute in decades/ln-units)
 ATOL = 1e-9
-MAX_STEPS_PER_DAY = 2048
+MAX_STEPS_PER_DAY = 512  # typical days need 2-20 steps; a patient past this is flagged
 
 #: Days on which the management policy may act. Afterwards the model is integrated in one
 #: solve and still graded daily, but no new doses are decided: new-onset CRS after day 14
