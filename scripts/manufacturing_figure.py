@@ -190,7 +190,7 @@ def harvest_section() -> tuple[str, dict]:
     note = ("\n\nB-ALL population (typical patient: 39 kg, 3 prior lines), point-of-care preset; in vivo "
             "`cartsim.patient.simulate('b-all', product, days=365)` with each typical batch's Product as it is. "
             "Both products reach the 1e6/kg target, so the in-vivo difference comes from the phenotype "
-            "(memory-like cells engraft better, `cart.engraft_memory` > `cart.engraft_effector`) and CD4:CD8. "
+            "(memory-like cells engraft better, `cart.memory_engraftment_ratio` > 1) and CD4:CD8. "
             "The in-vivo numbers move whenever the in-vivo model is re-tuned; rerun the script.\n")
     return head + "\n".join(lines) + note, rows
 
