@@ -15,10 +15,9 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator, model_validator
 
-from cartsim.params import InputError, ParameterTable, Sourced, data_path, load_parameters, load_yaml
+from cartsim.params import InputError, ParameterTable, Sourced, data_path, load_parameters, load_yaml, read_user_yaml
 from cartsim.patient._schema import SourcedValue, input_error_from
 from cartsim.patient.product import DoseSpec
 
@@ -240,16 +239,7 @@ def load_process(name_or_path: str | Path | ProcessSpec = "poc") -> ProcessSpec:
         if text not in list_processes():
             raise InputError("platform", text, f"one of {', '.join(list_processes())} or a process .yaml path")
         return _preset(text)
-    if not path.is_file():
-        raise InputError("process", text, "an existing process .yaml file")
-    try:
-        raw = load_yaml(path)
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" (line {line + 1})" if line is not None else ""
-        raise InputError("process", text, f"valid YAML{where}") from None
-    if not isinstance(raw, dict):
-        raise InputError("process", text, "a mapping of process fields (see params/data/manufacturing/poc.yaml)")
+    raw = read_user_yaml(text, "process", "process fields (see params/data/manufacturing/poc.yaml)")
     raw.setdefault("name", path.stem)
     try:
         return ProcessSpec.model_validate(raw)

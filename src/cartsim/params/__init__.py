@@ -19,6 +19,7 @@ from cartsim.params.loader import (
     data_path,
     load_parameters,
     load_yaml,
+    read_user_yaml,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "data_path",
     "load_parameters",
     "load_yaml",
+    "read_user_yaml",
 ]

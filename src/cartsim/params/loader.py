@@ -134,5 +134,23 @@ def load_yaml(path: Path) -> Any:
         return yaml.safe_load(fh)
 
 
+def read_user_yaml(text: str, field: str, mapping_of: str) -> dict:
+    """Read a user's YAML file as a mapping; any problem is an InputError naming ``field``."""
+    from cartsim.params.errors import InputError
+
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(field, text, "an existing .yaml file")
+    try:
+        raw = load_yaml(path)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise InputError(field, text, f"valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise InputError(field, text, f"a mapping of {mapping_of}")
+    return raw
+
+
 __all__ = ["EVIDENCE_LEVELS", "Field", "Parameter", "ParameterTable", "Sourced",
-           "data_path", "load_parameters", "load_yaml"]
+           "data_path", "load_parameters", "load_yaml", "read_user_yaml"]

@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cartsim.params import InputError, data_path, load_yaml
+from cartsim.params import InputError, data_path, load_yaml, read_user_yaml
 from cartsim.patient._schema import SourcedValue, input_error_from
 
 Antigen = Literal["CD19", "BCMA"]
@@ -126,14 +125,7 @@ def load_product(name_or_path: str | Path) -> Product:
     text = str(name_or_path)
     path = Path(text)
     if text.endswith((".yaml", ".yml")) or path.exists():
-        if not path.is_file():
-            raise InputError("product", text, "a preset name or an existing .yaml file")
-        try:
-            raw = load_yaml(path)
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            where = f" (line {line + 1})" if line is not None else ""
-            raise InputError("product", text, f"valid YAML{where}") from None
+        raw = read_user_yaml(text, "product", "product attributes")
         prefix = f"product {path.name}"
     else:
         if text not in list_products():

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cartsim.params import InputError, data_path, load_yaml
+from cartsim.params import InputError, data_path, load_yaml, read_user_yaml
 from cartsim.patient._schema import input_error_from
 from cartsim.patient.indication import Lymphodepletion
 
@@ -68,10 +67,7 @@ def load_trial(name_or_path: str | Path, **overrides) -> TrialSpec:
         raw = load_yaml(data_path("trials", f"{text}.yaml"))
         prefix = f"trial {text}"
     elif Path(text).is_file():
-        try:
-            raw = load_yaml(Path(text))
-        except yaml.YAMLError:
-            raise InputError("spec", text, "a valid YAML trial file") from None
+        raw = read_user_yaml(text, "spec", "trial fields")
         prefix = Path(text).name
     else:
         raise InputError("spec", text, f"a trial YAML file or one of {', '.join(list_trials())}")
