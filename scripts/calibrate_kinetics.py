@@ -19,7 +19,6 @@ import csv
 import math
 import sys
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize

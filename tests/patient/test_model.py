@@ -1,6 +1,5 @@
 """The in-vivo model: positivity and accuracy, monotone effects, reproducibility, done-when checks."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -16,31 +16,33 @@ that the in-vivo model takes as it is.
 The equations and every parameter are in ``docs/manufacturing.md``.
 """
 
-from cartsim.manufacturing.model import vcn_distribution
-from cartsim.manufacturing.process import (
-    HARVEST_DAY_RANGE,
-    REQUIRED_TESTS,
-    Duration,
-    ProcessSpec,
-    ReleaseTest,
-    list_processes,
-    load_process,
-    manufacturing_parameters,
-    manufacturing_targets,
-)
-from cartsim.manufacturing.run import (
-    FAILURE_REASONS,
-    OOS_REASONS,
-    POPULATIONS,
-    BatchResults,
-    Patients,
-    daily_culture,
-    dose_cells,
-    draw_patients,
-    manufacture,
-    summarise,
-    typical_batch,
-)
+import importlib
+
+# Public names and the submodule that defines each. Loaded on first use (PEP 562) so that
+# ``cartsim --help`` and the other commands do not pay for importing the model (and JAX)
+# just because ``cartsim manufacture`` is registered.
+_EXPORTS = {
+    "vcn_distribution": "model",
+    **dict.fromkeys(["HARVEST_DAY_RANGE", "REQUIRED_TESTS", "Duration", "ProcessSpec", "ReleaseTest",
+                     "list_processes", "load_process", "manufacturing_parameters",
+                     "manufacturing_targets"], "process"),
+    **dict.fromkeys(["FAILURE_REASONS", "OOS_REASONS", "POPULATIONS", "BatchResults", "Patients",
+                     "daily_culture", "dose_cells", "draw_patients", "manufacture", "summarise",
+                     "typical_batch"], "run"),
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"cartsim.manufacturing.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cartsim.manufacturing' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __all__ = [
     "FAILURE_REASONS", "HARVEST_DAY_RANGE", "OOS_REASONS", "POPULATIONS", "REQUIRED_TESTS",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import functools
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,9 +22,6 @@ from cartsim.patient.interventions import ManagementPolicy, load_policy, policy_
 from cartsim.patient.model import ITN, ITP, observe
 from cartsim.patient.product import Product, load_product
 from cartsim.patient.solver import solve_batch
-
-import csv
-import jax
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,20 @@ def parse_dose(text: str) -> Dose:
     return Dose(value, per_kg=m.group(2) is not None)
 
 
+@functools.cache
+def _variability() -> tuple[tuple[str, float], ...]:
+    with open(data_path("variability.csv"), newline="") as fh:
+        return tuple((r["name"], float(r["omega2"])) for r in csv.DictReader(fh))
+
+
+def random_effects(rng: np.random.Generator) -> dict[str, float]:
+    """Lognormal multipliers (one per row of ``variability.csv``) drawn from ``rng``."""
+    return {name: math.exp(math.sqrt(w2) * rng.standard_normal()) for name, w2 in _variability()}
+
+
 def sample_random_effects(seed: int, params: ParameterTable | None = None) -> dict[str, float]:
     """Lognormal multipliers for one virtual patient, from ``variability.csv``."""
-    rng = np.random.default_rng(seed)
-    with open(data_path("variability.csv"), newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = {}
-    for row in rows:
-        out[row["name"]] = math.exp(math.sqrt(float(row["omega2"])) * rng.normal())
-    return out
+    return random_effects(np.random.default_rng(seed))
 
 
 @dataclass

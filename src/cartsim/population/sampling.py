@@ -6,7 +6,6 @@ a patient's draw does not depend on how the trial is cut into chunks.
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 
@@ -14,17 +13,12 @@ import numpy as np
 
 from cartsim.params import data_path, load_yaml
 from cartsim.patient.build import PatientSpec
+from cartsim.patient.simulate import random_effects
 
 
 @functools.cache
 def covariate_model(indication: str) -> dict:
     return load_yaml(data_path("population", f"{indication}.yaml"))
-
-
-@functools.cache
-def _variability() -> tuple[tuple[str, float], ...]:
-    with open(data_path("variability.csv"), newline="") as fh:
-        return tuple((r["name"], float(r["omega2"])) for r in csv.DictReader(fh))
 
 
 def _lognormal(rng, d: dict, lo: float | None = None, hi: float | None = None) -> float:
@@ -46,5 +40,4 @@ def sample_patient(indication: str, seed: int, index: int, *, min_burden=None, m
     cov = covariate_model(indication)
     weight = _lognormal(rng, cov["weight_kg"])
     burden = _lognormal(rng, cov["tumour_burden"], min_burden, max_burden)
-    effects = {name: math.exp(math.sqrt(w2) * rng.standard_normal()) for name, w2 in _variability()}
-    return PatientSpec(weight_kg=weight, tumour_burden=burden, random_effects=effects)
+    return PatientSpec(weight_kg=weight, tumour_burden=burden, random_effects=random_effects(rng))
