@@ -23,4 +23,7 @@ def input_error_from(err: ValidationError, prefix: str = "") -> InputError:
         return InputError(field, None, "a value (field is required)")
     if first["type"] == "extra_forbidden":
         return InputError(field, value, "no such field (unknown key)")
+    if isinstance(value, dict) and "value" in value:  # a sourced number: show the number
+        value = value["value"]
+    msg = msg.removeprefix("Value error, ")
     return InputError(field, value, msg[0].lower() + msg[1:] if msg else "a valid value")

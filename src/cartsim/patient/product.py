@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cartsim.params import InputError, data_path, load_yaml, read_user_yaml
+from cartsim.params import InputError, Sourced, data_path, load_yaml, read_user_yaml
 from cartsim.patient._schema import SourcedValue, input_error_from
 
 Antigen = Literal["CD19", "BCMA"]
@@ -80,21 +80,26 @@ class Product(BaseModel):
     def _norm_antigen(cls, v: object) -> object:
         return v.upper() if isinstance(v, str) else v
 
-    @model_validator(mode="after")
-    def _ranges(self) -> Product:
-        checks = {
-            "memory_fraction": (self.memory_fraction.value, 0.0, 1.0),
-            "viability_pct": (self.viability_pct.value, 1e-9, 100.0),
-            "car_pos_pct": (self.car_pos_pct.value, 1e-9, 100.0),
-        }
-        for name, (v, lo, hi) in checks.items():
-            if not lo <= v <= hi:
-                raise ValueError(f"{name} = {v} outside [{lo:g}, {hi:g}]")
-        if not self.cd4_cd8_ratio.value > 0:
-            raise ValueError("cd4_cd8_ratio must be > 0")
-        if not self.vcn_per_car_cell.value > 0:
-            raise ValueError("vcn_per_car_cell must be > 0")
-        return self
+    @field_validator("memory_fraction")
+    @classmethod
+    def _fraction(cls, v: Sourced) -> Sourced:
+        if not 0.0 <= v.value <= 1.0:
+            raise ValueError("a fraction between 0 and 1")
+        return v
+
+    @field_validator("viability_pct", "car_pos_pct")
+    @classmethod
+    def _percent(cls, v: Sourced) -> Sourced:
+        if not 0.0 < v.value <= 100.0:
+            raise ValueError("a percentage above 0 and at most 100")
+        return v
+
+    @field_validator("cd4_cd8_ratio", "vcn_per_car_cell")
+    @classmethod
+    def _positive(cls, v: Sourced) -> Sourced:
+        if not v.value > 0:
+            raise ValueError("a positive number")
+        return v
 
     def car_cells(self, dose_cells: float) -> float:
         """Viable CAR+ cells in a dose expressed on this product's dose basis."""
