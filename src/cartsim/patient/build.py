@@ -70,6 +70,7 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
     theta = Theta(
         rho=v("cart.rho_max") * v(f"{cs}.rho_multiplier") * (2 * f_cd4) ** v("cart.cd4_help_exponent"),
         K_stim=v("cart.K_stim"),
+        compete=v("cart.antigen_competition"),
         k_em=v("cart.k_em") * v(f"{cs}.k_em_multiplier"),
         delta_e=v("cart.delta_e"),
         delta_m=v("cart.delta_m") * v(f"{cs}.delta_m_multiplier"),
@@ -91,7 +92,7 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
         T_ext=v("tumour.extinction_cells"), K_T=1.0,
         stim_eff=v(f"indication.{indication.name}.stimulation_efficiency"),
         target_b=1.0 if product.target_antigen == "CD19" else 0.0,
-        b_prod=0.0, b_turn=v("bcell.turnover"), T0=1.0,  # set below
+        b_prod=0.0, b_turn=v("bcell.turnover"), kill_b=v("bcell.kill_multiplier"), T0=1.0,  # set below
         act_k=v("act.k"), K_kill=v("act.K_kill"), F_clear=v("act.F_clear"), K_car=v("act.K_car"),
         il6_base=v("il6.baseline"),
         neuro_k=v("neuro.k"), neuro_K_il6=v("neuro.K_il6"), neuro_K_car=v("neuro.K_car"),

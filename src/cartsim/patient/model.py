@@ -40,6 +40,7 @@ class Theta(NamedTuple):
     # CAR-T kinetics
     rho: float          # 1/day, maximal antigen-driven proliferation (costim, CD4 help applied)
     K_stim: float       # cells, antigen giving half-maximal stimulation
+    compete: float      # CAR-T cells competing for antigen, per target-cell equivalent
     k_em: float         # 1/day, effector -> memory
     delta_e: float      # 1/day, effector death
     delta_m: float      # 1/day, memory decline
@@ -66,6 +67,7 @@ class Theta(NamedTuple):
     target_b: float     # 1 if the product's antigen is on normal B cells (CD19), else 0
     b_prod: float       # cells/day, marrow output of normal B cells
     b_turn: float       # 1/day
+    kill_b: float       # maximal kill rate of normal B cells relative to target cells
     T0: float           # cells, baseline target (marker normalisation)
     # cytokines and neurotoxicity
     act_k: float
@@ -128,9 +130,11 @@ def vector_field(t, y, args):
     block, steroid = drug_effects(t, theta, drugs)
 
     C = E + M + X
-    antigen = Tp + theta.target_b * B
     stim_antigen = theta.stim_eff * Tp + theta.target_b * B
-    stim = stim_antigen / (stim_antigen + theta.K_stim)
+    # De Boer & Perelson (J Theor Biol 1995;175:567): CAR-T cells compete for antigen, so
+    # stimulation per cell falls when they outnumber it. Without this term a persistent
+    # antigen source (B cells produced by the marrow) could drive unbounded expansion.
+    stim = stim_antigen / (stim_antigen + theta.K_stim + theta.compete * C)
     D = y[ID]
     dpos = jnp.maximum(D, 0.0)
     exh = theta.k_exh * stim * dpos**theta.h_exh / (dpos**theta.h_exh + theta.D50_exh**theta.h_exh)
@@ -146,10 +150,11 @@ def vector_field(t, y, args):
     crowding = 1 - (Tp + Tn) / theta.K_T
     d_Tp = theta.r_T * Tp / (Tp + theta.T_ext) * crowding - kill
     d_Tn = theta.r_T * Tn / (Tn + theta.T_ext) * crowding
-    d_B = theta.b_prod * jnp.exp(-y[IB]) - theta.b_turn - theta.target_b * kill
+    kill_b = theta.target_b * theta.kill_b * kill  # B cells in blood and marrow: direct contact
+    d_B = theta.b_prod * jnp.exp(-y[IB]) - theta.b_turn - kill_b
     d_N = theta.r_N * jnp.log(theta.K_N / (N + C))
 
-    kill_flux = kill * antigen
+    kill_flux = kill * Tp + kill_b * B
     engaged = E * stim
     # Dead-cell debris activates macrophages only beyond what efferocytosis clears quietly:
     # the drive is quadratic at low kill flux and linear in a burst of killing.

@@ -56,9 +56,19 @@ def _variability() -> tuple[tuple[str, float], ...]:
         return tuple((r["name"], float(r["omega2"])) for r in csv.DictReader(fh))
 
 
-def random_effects(rng: np.random.Generator) -> dict[str, float]:
-    """Lognormal multipliers (one per row of ``variability.csv``) drawn from ``rng``."""
-    return {name: math.exp(math.sqrt(w2) * rng.standard_normal()) for name, w2 in _variability()}
+def variability() -> dict[str, float]:
+    """Between-patient variances (omega^2 of log multipliers) from ``variability.csv``."""
+    return dict(_variability())
+
+
+def random_effects(rng: np.random.Generator, omega2: dict[str, float] | None = None) -> dict[str, float]:
+    """Lognormal multipliers (one per row of ``variability.csv``) drawn from ``rng``.
+
+    ``omega2`` overrides variances by name (population calibration); the standard-normal
+    draws are the same whatever the variances, so fits use common random numbers.
+    """
+    w = dict(_variability()) if omega2 is None else {**dict(_variability()), **omega2}
+    return {name: math.exp(math.sqrt(w[name]) * rng.standard_normal()) for name, _ in _variability()}
 
 
 def sample_random_effects(seed: int, params: ParameterTable | None = None) -> dict[str, float]:
@@ -167,3 +177,39 @@ def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int =
         "ok": bool(out.ok[i]),
     })
     return SimulationResult(ind, prod, spec, daily, met, bool(out.ok[i]))
+
+
+_observe_jit = jax.jit(observe)  # one compiled call per block shape instead of ~40 eager ops
+
+
+def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n: int | None = None) -> dict:
+    """Per-patient metrics of a solved batch, vectorised over patients (no Python loop).
+
+    Same metrics as :func:`summarise` (missing values are NaN or None) for the first ``n``
+    patients of ``out``; the daily trajectories are not kept.
+    """
+    n = out.y.shape[0] if n is None else n
+    y = np.asarray(out.y[:n])
+    block = np.asarray(out.toci_block[:n])
+    th = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:n, None], theta)
+    ob = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:n, None], obs)
+    o = {k: np.asarray(v) for k, v in _observe_jit(jnp.asarray(y), th, ob, jnp.asarray(block)).items()}
+    days = np.arange(y.shape[1], dtype=float)
+    aplasia = params.value("bcell.aplasia_threshold")
+    cat = M.response_series_batch(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"], aplasia)
+    crs, icans = np.asarray(out.crs[:n]), np.asarray(out.icans[:n])
+    names = np.array(M.RESPONSES, dtype=object)
+    res = {
+        **M.kinetic_metrics_batch(days, o["car_t_cells_per_ul"], o["car_t_copies_per_ug"]),
+        "response_day28": names[cat[:, 28]] if days[-1] >= 28 else np.full(n, None),
+        "response_day90": names[cat[:, 90]] if days[-1] >= 90 else np.full(n, None),
+        **M.outcome_metrics_batch(days, cat, np.exp(y[..., ITP]), np.exp(y[..., ITN])),
+        **M.toxicity_metrics_batch(days, crs, "crs"),
+        **M.toxicity_metrics_batch(days, icans, "icans"),
+        "tocilizumab_doses": np.asarray(out.toci[:n]).sum(axis=1),
+        "dexamethasone_doses": np.asarray(out.dex[:n]).sum(axis=1),
+        "il6_max_pg_per_ml": o["il6_pg_per_ml"].max(axis=1),
+        **M.b_cell_recovery_batch(days, o["b_cells_per_ul"], aplasia, params.value("bcell.recovery_threshold")),
+        "ok": np.asarray(out.ok[:n]),
+    }
+    return res

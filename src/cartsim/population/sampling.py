@@ -35,9 +35,10 @@ def _lognormal(rng, d: dict, lo: float | None = None, hi: float | None = None) -
     return min(max(d["median"], lo), hi)
 
 
-def sample_patient(indication: str, seed: int, index: int, *, min_burden=None, max_burden=None) -> PatientSpec:
+def sample_patient(indication: str, seed: int, index: int, *, min_burden=None, max_burden=None,
+                   omega2: dict[str, float] | None = None) -> PatientSpec:
     rng = np.random.default_rng([seed, index])
     cov = covariate_model(indication)
     weight = _lognormal(rng, cov["weight_kg"])
     burden = _lognormal(rng, cov["tumour_burden"], min_burden, max_burden)
-    return PatientSpec(weight_kg=weight, tumour_burden=burden, random_effects=random_effects(rng))
+    return PatientSpec(weight_kg=weight, tumour_burden=burden, random_effects=random_effects(rng, omega2))

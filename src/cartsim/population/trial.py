@@ -10,20 +10,23 @@ is flagged (``ok = False`` with ``fail_reason``) and never aborts the trial.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cartsim.params import InputError, load_parameters
+from cartsim.params import InputError, ParameterTable, load_parameters
 from cartsim.patient import NO_LYMPHODEPLETION, load_indication, load_policy, load_product
 from cartsim.patient.build import PatientSpec, build, resolve
 from cartsim.patient.interventions import policy_arrays
 from cartsim.patient.product import Product
-from cartsim.patient.simulate import stack, summarise
+from cartsim.patient.simulate import stack, summarise_batch
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
 from cartsim.population.sampling import sample_patient
@@ -82,12 +85,24 @@ def _row(i, patient: PatientSpec | None, metrics: dict | None, ok: bool, reason:
     return row
 
 
-def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices) -> list[dict]:
+def _workers() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+
+
+def _plain(a) -> list:
+    """Array to Python values, NaN to None (Parquet nulls)."""
+    a = np.asarray(a)
+    if a.dtype.kind == "f":
+        return [None if v != v else v for v in a.tolist()]
+    return a.tolist()
+
+
+def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None) -> list[dict]:
     prepared, rows = [], {}
     for i in indices:
         try:
             patient = sample_patient(spec.indication, spec.seed, i, min_burden=spec.eligibility.min_burden,
-                                     max_burden=spec.eligibility.max_burden)
+                                     max_burden=spec.eligibility.max_burden, omega2=omega2)
             weight = patient.weight_kg
             dose = spec.dose.cells(weight) if spec.dose is not None else None
             patient = resolve(PatientSpec(weight_kg=weight, tumour_burden=patient.tumour_burden,
@@ -96,24 +111,45 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices) -> list[dict]:
             prepared.append((i, patient, build(prod, ind, patient, params)))
         except Exception as err:  # flagged, never fatal
             rows[i] = _row(i, None, None, False, f"build: {err}")
-    for b0 in range(0, len(prepared), SOLVER_BLOCK):
+
+    def solve(b0):
         block = prepared[b0 : b0 + SOLVER_BLOCK]
         built = [b for *_, b in block]
         built += [built[0]] * (SOLVER_BLOCK - len(built))  # padding, discarded
-        out = solve_batch(*stack(built), pol_arrays, n_days=spec.follow_up_days)
-        for k, (i, patient, (theta, obs, _)) in enumerate(block):
-            try:
-                res = summarise(ind, prod, patient, theta, obs, out, params, k)
-                reason = "" if res.ok else "solver: step limit reached or non-finite state"
-                rows[i] = _row(i, patient, res.metrics, res.ok, reason)
-            except Exception as err:
+        theta, obs, y0 = stack(built)
+        out = solve_batch(theta, obs, y0, pol_arrays, n_days=spec.follow_up_days)
+        try:  # summaries straight away: the daily trajectories are not kept
+            return block, summarise_batch(ind, theta, obs, out, params, len(block)), None
+        except Exception as err:
+            return block, None, err
+
+    # XLA runs one block's solve on one core; blocks run side by side on all of them. The
+    # numerics do not depend on the thread: each block is the same compiled program.
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        solved = list(pool.map(solve, range(0, len(prepared), SOLVER_BLOCK)))
+    for block, res, err in solved:
+        if err is not None:  # flagged, never fatal
+            for i, patient, _ in block:
                 rows[i] = _row(i, patient, None, False, f"summary: {err}")
+            continue
+        cols = {c: _plain(res[c]) for c in METRIC_COLUMNS if c in res}
+        for k, (i, patient, _) in enumerate(block):
+            metrics = {c: v[k] for c, v in cols.items()}
+            metrics["dose_car_cells"] = float(prod.car_cells(patient.dose_cells))
+            ok = bool(res["ok"][k])
+            reason = "" if ok else "solver: step limit reached or non-finite state"
+            rows[i] = _row(i, patient, metrics, ok, reason)
     return [rows[i] for i in indices]
 
 
 def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> TrialResult:
-    """Simulate ``spec.n`` virtual patients; write chunks and results under ``out``."""
+              progress: Callable[[int, int], None] | None = None,
+              params: ParameterTable | None = None, omega2: dict[str, float] | None = None) -> TrialResult:
+    """Simulate ``spec.n`` virtual patients; write chunks and results under ``out``.
+
+    ``params`` and ``omega2`` (between-patient variances by name) override the packaged
+    parameter and variability tables, e.g. during population calibration.
+    """
     ind = load_indication(spec.indication)
     prod = _product(spec)
     if prod.target_antigen not in ind.target_antigens:
@@ -121,7 +157,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
     ld = {"default": None, "none": NO_LYMPHODEPLETION}.get(spec.lymphodepletion, spec.lymphodepletion) \
         if isinstance(spec.lymphodepletion, str) else spec.lymphodepletion
     pol_arrays = policy_arrays(load_policy(spec.policy))
-    params = load_parameters()
+    params = load_parameters() if params is None else params
 
     chunk_dir = None
     if out is not None:
@@ -148,7 +184,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
         if resume and path is not None and path.exists():
             table = pq.read_table(path)
         else:
-            table = pa.Table.from_pylist(_run_chunk(spec, ind, prod, pol_arrays, ld, params, indices))
+            table = pa.Table.from_pylist(_run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2))
             if path is not None:
                 tmp = path.with_suffix(".tmp")
                 pq.write_table(table, tmp)

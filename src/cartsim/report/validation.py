@@ -86,7 +86,51 @@ def _fmt(x: float | str | None) -> str:
     return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
-def render_table(checks: list[KineticCheck]) -> list[list[str]]:
+@dataclass(frozen=True)
+class TrialCheck:
+    """One published trial endpoint beside its virtual-trial estimate."""
+
+    id: str
+    trial: str
+    endpoint: str
+    published: float
+    published_ci: tuple
+    simulated: float | None
+    simulated_ci: tuple
+    scale: str
+    role: str
+    source: str
+    evidence: str
+    within: bool | None
+
+    HEADER = ("trial", "endpoint", "published", "published 95% CI", "simulated", "simulated 95% CI",
+              "scale", "evidence", "role", "within")
+
+    def cells(self) -> list[str]:
+        def ci(c):
+            return "-" if c[0] is None or c[1] is None else f"{c[0]:.1f}-{c[1]:.1f}"
+        return [self.trial, self.endpoint, _fmt(self.published), ci(self.published_ci), _fmt(self.simulated),
+                ci(self.simulated_ci), self.scale or "-", self.evidence, self.role,
+                "-" if self.within is None else ("yes" if self.within else "NO")]
+
+
+def trial_comparisons(n: int = 400, seed: int = 20261122) -> list[TrialCheck]:
+    """Simulate every trial preset with targets in population_targets.csv and compare."""
+    from cartsim.population.calibrate import compare, load_targets, simulate_trials
+
+    targets = load_targets()
+    trials = list(dict.fromkeys(t.trial for t in targets))
+    out = []
+    for c in compare(targets, simulate_trials(trials, n, seed)):
+        t = c.target
+        out.append(TrialCheck(f"{t.trial}.{t.endpoint}", t.trial, t.endpoint, t.published, t.published_ci(),
+                              c.simulated, c.simulated_ci, t.scale, t.role, t.source, t.evidence, c.within))
+    return out
+
+
+def render_table(checks: list) -> list[list[str]]:
+    if checks and isinstance(checks[0], TrialCheck):
+        return [list(TrialCheck.HEADER)] + [c.cells() for c in checks]
     header = ["check", "indication", "product", "metric", "reference", "simulated",
               "tolerance", "unit", "role", "within"]
     rows = [header]
@@ -96,13 +140,19 @@ def render_table(checks: list[KineticCheck]) -> list[list[str]]:
     return rows
 
 
-def render_markdown(checks: list[KineticCheck]) -> str:
+def render_markdown(checks: list) -> str:
     rows = render_table(checks)
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     lines.append("")
     lines.append("Sources:")
     lines.append("")
+    seen = set()
     for c in checks:
-        lines.append(f"- `{c.id}`: {c.source} (evidence: {c.evidence})")
+        key = c.trial if isinstance(c, TrialCheck) else c.id
+        if isinstance(c, TrialCheck):
+            if (key, c.source) in seen:
+                continue
+            seen.add((key, c.source))
+        lines.append(f"- `{key}`: {c.source}" + ("" if isinstance(c, TrialCheck) else f" (evidence: {c.evidence})"))
     return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Population calibration: between-patient variances fitted to published trial endpoints.
+
+The typical patient is calibrated first, to kinetic and toxicity targets
+(``scripts/calibrate_kinetics.py``, ``scripts/calibrate_toxicity.py``); this step fits
+what a typical patient cannot show, the spread between patients, which sets response,
+CRS and ICANS *rates*. The free parameters are the variances (omega^2) of three lognormal
+random effects in ``variability.csv``: tumour sensitivity to killing (``kill.gamma``),
+inflammatory responsiveness (``act.K_kill``) and neurotoxicity susceptibility
+(``neuro.K_il6``). Typical values are left alone, so the kinetic fit stays valid.
+
+Targets are the rows of ``params/data/population_targets.csv`` with ``role ==
+calibration``; every one of them is ``verified`` or ``secondary`` (checked on load).
+``check`` rows (unverified values, other grading scales) and ``prediction`` rows (JULIET,
+held out of the fit) are only reported. No trial result enters the model: each virtual
+trial is simulated from its preset's product, indication, dose and population alone.
+
+Grading scales. The model grades CRS and ICANS by ASTCT consensus criteria. Any-grade
+CRS is fever-defined in every scale (Lee 2014, Penn, ASTCT), so any-grade rates are
+compared directly. Grade >= 3 is compared for ASTCT and Lee 2014 (both: vasopressors or
+high-flow oxygen) but not for the Penn scale, which grades higher. Neurotoxicity reported
+as "neurological events" (ELIANA, JULIET, ZUMA-1) counts events ICANS does not, so it is
+shown but not fitted.
+
+The objective is the sum of squared differences between simulated and published
+percentages, each scaled by the binomial standard error of the published value (its
+trial's n). Simulations use common random numbers (fixed seed; variances scale the same
+standard-normal draws), so the objective is deterministic and Nelder-Mead applies.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from cartsim.params import InputError, data_path
+from cartsim.patient.simulate import variability
+from cartsim.population.endpoints import wilson
+from cartsim.population.spec import load_trial
+from cartsim.population.trial import run_trial
+
+#: Free parameters: variance (omega^2) names and bounds.
+FREE = {
+    "kill.gamma": (0.01, 4.0),
+    "act.K_kill": (0.01, 6.0),
+    "neuro.K_il6": (0.01, 6.0),
+}
+TARGET_EVIDENCE = ("verified", "secondary")
+
+
+@dataclass(frozen=True)
+class Target:
+    trial: str
+    endpoint: str
+    published: float
+    n: int
+    role: str
+    scale: str
+    evidence: str
+    source: str
+    notes: str
+
+    @property
+    def is_pct(self) -> bool:
+        return self.endpoint.endswith("_pct")
+
+    def published_ci(self) -> tuple[float | None, float | None]:
+        """Wilson 95% CI of a published percentage (its trial's n); None for other endpoints."""
+        if not self.is_pct:
+            return None, None
+        return wilson(round(self.published * self.n / 100), self.n)
+
+
+def load_targets() -> list[Target]:
+    with open(data_path("population_targets.csv"), newline="", encoding="utf-8") as fh:
+        rows = [Target(r["trial"], r["endpoint"], float(r["published"]), int(r["n"]), r["role"],
+                       r["scale"], r["evidence"], r["source"], r["notes"]) for r in csv.DictReader(fh)]
+    for t in rows:
+        if t.role == "calibration" and t.evidence not in TARGET_EVIDENCE:
+            raise InputError(f"population_targets.csv[{t.trial}.{t.endpoint}].evidence", t.evidence,
+                             "verified or secondary for a calibration target")
+    return rows
+
+
+@dataclass
+class Comparison:
+    target: Target
+    simulated: float | None
+    simulated_ci: tuple[float | None, float | None]
+    n_simulated: int
+
+    @property
+    def within(self) -> bool | None:
+        """Simulated value inside the 95% CI of the published percentage."""
+        lo, hi = self.target.published_ci()
+        if lo is None or self.simulated is None:
+            return None
+        return lo <= self.simulated <= hi
+
+
+def simulate_trials(trials, n: int, seed: int = 20261122, omega2: dict | None = None,
+                    progress=None) -> dict[str, dict]:
+    """Summaries of the named trial presets, each with ``n`` virtual patients."""
+    out = {}
+    for name in trials:
+        spec = load_trial(name, n=n, seed=seed)
+        out[name] = run_trial(spec, omega2=omega2).summary
+        if progress is not None:
+            progress(name)
+    return out
+
+
+def compare(targets, summaries: dict[str, dict]) -> list[Comparison]:
+    rows = []
+    for t in targets:
+        s = summaries.get(t.trial)
+        if s is None:
+            continue
+        val = s.get(t.endpoint)
+        ci = tuple(s.get(t.endpoint.removesuffix("_pct") + "_ci95", [None, None])) if t.is_pct else (None, None)
+        if t.endpoint == "median_pfs_days":
+            ci = tuple(s.get("median_pfs_ci95", [None, None]))
+        rows.append(Comparison(t, val, ci, int(s.get("n_evaluated", 0))))
+    return rows
+
+
+def objective(comparisons) -> float:
+    total = 0.0
+    for c in comparisons:
+        if c.target.role != "calibration":
+            continue
+        p = min(max(c.target.published / 100, 0.02), 0.98)
+        se = 100 * math.sqrt(p * (1 - p) / c.target.n)
+        sim = c.simulated if c.simulated is not None else 0.0
+        total += ((sim - c.target.published) / se) ** 2
+    return total
+
+
+def fit(n: int = 200, max_evals: int = 60, seed: int = 20261122, log=print) -> dict[str, float]:
+    """Fit the variances in :data:`FREE`; returns the best ``omega2`` found."""
+    from scipy.optimize import minimize
+
+    targets = load_targets()
+    trials = sorted({t.trial for t in targets if t.role == "calibration"})
+    w0 = variability()
+    lo = np.log([b[0] for b in FREE.values()])
+    hi = np.log([b[1] for b in FREE.values()])
+    x0 = np.clip(np.log([w0[k] for k in FREE]), lo, hi)
+    k = [0]
+
+    def cost(x):
+        x = np.clip(x, lo, hi)
+        om = dict(zip(FREE, np.exp(x)))
+        c = objective(compare(targets, simulate_trials(trials, n, seed, om)))
+        k[0] += 1
+        log(f"  evaluation {k[0]}: " + ", ".join(f"{a}={b:.3g}" for a, b in om.items()) + f"  cost {c:.4g}")
+        return c
+
+    res = minimize(cost, x0, method="Nelder-Mead",
+                   options={"maxfev": max_evals, "xatol": 0.05, "fatol": 0.1, "initial_simplex": _simplex(x0, lo, hi)})
+    return dict(zip(FREE, np.exp(np.clip(res.x, lo, hi))))
+
+
+def _simplex(x0, lo, hi):
+    pts = [x0]
+    for i in range(len(x0)):
+        x = x0.copy()
+        x[i] = x[i] + 1.0 if x[i] + 1.0 <= hi[i] else x[i] - 1.0
+        pts.append(x)
+    return np.array(pts)
+
+
+def write_variability(omega2: dict[str, float], n: int, seed: int) -> None:
+    """Store fitted variances in ``variability.csv`` with their provenance."""
+    path = data_path("variability.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    stamp = (f"cartsim calibrate ({date.today().isoformat()}; n={n} per trial, seed {seed}) to the "
+             "calibration rows of population_targets.csv")
+    for r in rows:
+        if r["name"] in omega2:
+            r["omega2"] = f"{omega2[r['name']]:.4g}"
+            r["evidence"] = "calibrated"
+            r["notes"] = "Fitted variance; see docs/validation.md (virtual trials)."
+            r["source"] = stamp
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    from cartsim.patient.simulate import _variability
+
+    _variability.cache_clear()  # later simulations in this process see the new variances
