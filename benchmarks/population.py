@@ -1,14 +1,13 @@
 """Speed of the batched engine vs a per-patient scipy LSODA loop on the identical model.
 
-    python benchmarks/population.py [--sizes 1000,10000,100000] [--baseline 20] [--block 1024]
+    python benchmarks/population.py [--sizes 1000,10000,100000] [--baseline 5]
 
-For each N: wall time, microseconds per patient and peak RSS of the batched engine
-(one compiled call per block of patients, `cartsim.patient.solve_batch`, 365 days, the
-default management policy), then the same for a per-patient loop that integrates the
-same vector field with scipy `solve_ivp` (LSODA) through the same daily grade-and-treat
-loop, measured in the same run on the first ``--baseline`` patients, and the ratio.
-The first call (compilation) is timed separately. Also times `run_trial` end to end
-(per-patient summaries included) on the smallest N. Targets (issue: virtual
+For each N: wall time, microseconds per patient and peak RSS (so far in the process) of a
+whole virtual trial (``run_trial`` on the zuma-1 preset, 365 days, default management
+policy: sampling, build, batched solve, in-block summaries), and its ratio to a
+per-patient loop that integrates the same vector field with scipy ``solve_ivp`` (LSODA)
+through the same daily grade-and-treat loop, measured in the same run on ``--baseline``
+patients (solve only, no summaries). The first call (compilation) is timed separately. Targets (issue: virtual
 populations): 1e5 patients in <= 15 s and >= 100x the scipy loop on this 2-core machine.
 """
 
@@ -27,8 +26,7 @@ from cartsim.patient import load_indication, load_policy, load_product
 from cartsim.patient.build import build, resolve
 from cartsim.patient.interventions import apply_policy, policy_arrays
 from cartsim.patient.model import Drugs, vector_field
-from cartsim.patient.simulate import stack
-from cartsim.patient.solver import ATOL, MANAGEMENT_WINDOW_DAYS, RTOL, _grade, solve_batch
+from cartsim.patient.solver import ATOL, MANAGEMENT_WINDOW_DAYS, RTOL, _grade
 from cartsim.population import load_trial, run_trial, sample_patient
 
 DAYS = 365
@@ -45,16 +43,6 @@ def patients(n: int, seed: int = 0):
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def batched(built, policy, block: int) -> float:
-    t = time.perf_counter()
-    for b0 in range(0, len(built), block):
-        chunk = built[b0 : b0 + block]
-        chunk = chunk + [chunk[0]] * (block - len(chunk))
-        out = solve_batch(*stack(chunk), policy, n_days=DAYS)
-        out.ok.block_until_ready()
-    return time.perf_counter() - t
 
 
 def scipy_loop(built, policy) -> float:
@@ -85,20 +73,30 @@ def scipy_loop(built, policy) -> float:
     return time.perf_counter() - t
 
 
+def trial_run(n: int) -> float:
+    """Wall time of a whole virtual trial as users run it: sampling, build, solve, summaries."""
+    t = time.perf_counter()
+    res = run_trial(load_trial("zuma-1", n=n, chunk_size=min(n, 8192)))
+    wall = time.perf_counter() - t
+    assert res.summary["n"] == n
+    return wall
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument("--baseline", type=int, default=20, help="patients in the scipy loop")
-    ap.add_argument("--block", type=int, default=1024, help="patients per compiled call")
+    ap.add_argument("--baseline", type=int, default=5, help="patients in the scipy loop")
     args = ap.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     policy = policy_arrays(load_policy())
-    print(f"jax {jax.__version__}, devices {jax.devices()}, block {args.block}, {DAYS} days, lbcl/axi-cel")
+    from cartsim.population.trial import SOLVER_BLOCK, _workers
 
-    warm = patients(args.block)
+    print(f"jax {jax.__version__}, devices {jax.devices()}, solver block {SOLVER_BLOCK}, "
+          f"{_workers()} worker threads, {DAYS} days, zuma-1 (lbcl/axi-cel)")
+
     t0 = time.perf_counter()
-    batched(warm[:1] * args.block, policy, args.block)
-    print(f"compile + first block: {time.perf_counter() - t0:.1f} s")
+    trial_run(SOLVER_BLOCK)
+    print(f"compile + first block: {time.perf_counter() - t0:.1f} s (once per process and follow-up length)")
 
     base = patients(args.baseline)
     t_scipy = scipy_loop(base, policy)
@@ -107,16 +105,9 @@ def main(argv=None) -> None:
 
     print(f"{'N':>8} {'wall s':>8} {'us/patient':>11} {'peak RSS MB':>12} {'x scipy':>8}")
     for n in sizes:
-        built = patients(n)
-        wall = batched(built, policy, args.block)
+        wall = trial_run(n)
         us = wall / n * 1e6
-        print(f"{n:>8} {wall:>8.2f} {us:>11.1f} {peak_rss_mb():>12.0f} {us_scipy / us:>8.1f}")
-
-    n = sizes[0]
-    t = time.perf_counter()
-    run_trial(load_trial("zuma-1", n=n, chunk_size=4096))
-    wall = time.perf_counter() - t
-    print(f"run_trial end to end (summaries included), N={n}: {wall:.1f} s = {wall / n * 1e6:.0f} us/patient")
+        print(f"{n:>8} {wall:>8.2f} {us:>11.1f} {peak_rss_mb():>12.0f} {us_scipy / us:>8.1f}", flush=True)
 
 
 if __name__ == "__main__":
