@@ -161,3 +161,18 @@ def test_bad_input_names_the_field(kwargs, field):
     with pytest.raises(InputError) as err:
         simulate("b-all", "tisa-cel", **kwargs)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("indication", ["sle", "lbcl"])
+def test_expansion_is_bounded_when_antigen_is_replenished(indication):
+    """Competition for antigen: a highly stimulable clone facing B cells made by the marrow
+    settles or contracts; it never grows without bound (it did before the w*C term)."""
+    from cartsim.patient import simulate
+
+    base = load_parameters()
+    p = base.replace({"cart.K_stim": base.value("cart.K_stim") / 20, "cart.delta_e": base.value("cart.delta_e") / 3})
+    r = simulate(indication, days=365, params=p)
+    car = np.asarray(r.daily["car_t_total_cells"])
+    assert np.all(np.isfinite(car))
+    assert car[-1] < car.max()          # past its peak by the end of the year
+    assert car.max() < 1e12             # whole-body CAR-T stays within a physiological range

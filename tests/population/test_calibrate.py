@@ -1,0 +1,42 @@
+"""Population calibration: target rules, comparison and objective (no fitting here)."""
+
+import pytest
+
+from cartsim.params import InputError
+from cartsim.population import calibrate as C
+
+
+def test_calibration_targets_are_verified_or_secondary():
+    targets = C.load_targets()
+    cal = [t for t in targets if t.role == "calibration"]
+    assert cal, "no calibration targets"
+    assert all(t.evidence in ("verified", "secondary") for t in cal)
+    # the held-out trial is never a calibration target
+    assert not any(t.trial == "juliet" and t.role == "calibration" for t in targets)
+
+
+def test_unverified_calibration_target_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "population_targets.csv"
+    bad.write_text("trial,endpoint,published,n,role,scale,evidence,source,notes\n"
+                   "zuma-1,crs_any_pct,93,101,calibration,Lee 2014,unverified,x,\n")
+    monkeypatch.setattr(C, "data_path", lambda *parts: bad)
+    with pytest.raises(InputError, match="verified or secondary"):
+        C.load_targets()
+
+
+def test_published_ci_and_objective():
+    t = C.Target("karmma", "orr_pct", 73.0, 128, "calibration", "", "verified", "s", "")
+    lo, hi = t.published_ci()
+    assert lo < 73 < hi and hi - lo < 20
+    summary = {"karmma": {"orr_pct": 73.0, "orr_ci95": [65.0, 80.0], "n_evaluated": 100}}
+    (c,) = C.compare([t], summary)
+    assert c.within and C.objective([c]) == pytest.approx(0.0, abs=0.01)
+    summary["karmma"]["orr_pct"] = 95.0
+    (c,) = C.compare([t], summary)
+    assert c.within is False and C.objective([c]) > 4
+
+
+def test_every_target_trial_is_a_preset():
+    from cartsim.population import list_trials
+
+    assert {t.trial for t in C.load_targets()} <= set(list_trials())
