@@ -69,37 +69,8 @@ def kinetic_metrics(days: np.ndarray, cells_ul: np.ndarray, copies: np.ndarray) 
 def response_series(ind: Indication, burden: np.ndarray, marker: np.ndarray,
                     b_cells_ul: np.ndarray, aplasia_threshold: float) -> np.ndarray:
     """Daily response category (index into RESPONSES) by the indication's criteria."""
-    r = ind.response
-    if ind.marker is None:
-        value = burden
-        base = max(float(burden[0]), 1e-300)
-        if r.cr_blast_pct is not None:
-            cr = burden < r.cr_blast_pct.value
-        else:
-            cr = burden < r.cr_volume_ml.value  # type: ignore[union-attr]
-        vgpr = np.zeros_like(cr)
-        pr = burden <= r.pr_fraction_of_baseline.value * base  # type: ignore[union-attr]
-        pd = burden >= r.pd_fraction_of_baseline.value * base  # type: ignore[union-attr]
-    else:
-        value = marker
-        base = float(marker[0])
-        rel = marker / base
-        if r.cr_marker_fraction is not None:  # myeloma, IMWG
-            cr = rel < r.cr_marker_fraction.value
-            vgpr = rel <= r.vgpr_marker_fraction.value  # type: ignore[union-attr]
-        else:  # SLE remission surrogate: seronegative with B-cell depletion so far
-            depleted = np.maximum.accumulate(b_cells_ul < aplasia_threshold)
-            cr = (marker < ind.marker.normal_upper.value) & depleted  # type: ignore[union-attr]
-            vgpr = np.zeros_like(cr)
-        pr = rel <= r.pr_marker_fraction.value  # type: ignore[union-attr]
-        nadir = np.minimum.accumulate(value)
-        pd = (value >= r.pd_fraction_of_nadir.value * nadir) & ~pr  # type: ignore[union-attr]
-    cat = np.full(value.shape, RESPONSES.index("SD"))
-    cat = np.where(pd, RESPONSES.index("PD"), cat)
-    cat = np.where(pr, RESPONSES.index("PR"), cat)
-    cat = np.where(vgpr, RESPONSES.index("VGPR"), cat)
-    cat = np.where(cr, RESPONSES.index("CR"), cat)
-    return cat
+    return response_series_batch(ind, np.asarray(burden)[None], np.asarray(marker)[None],
+                                 np.asarray(b_cells_ul)[None], aplasia_threshold)[0]
 
 
 def progression_day(days, category: np.ndarray) -> float | None:
