@@ -6,6 +6,7 @@ become numbers for :mod:`cartsim.patient.model`. Pure functions of their inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -52,17 +53,67 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
           params: ParameterTable | None = None) -> tuple[Theta, Obs, np.ndarray]:
     """Model parameters, observation constants and log initial state for one patient."""
     p = load_parameters() if params is None else params
+    _check_antigen(product, indication)
+    spec = resolve(spec, product, indication)
+    theta, obs, y0 = _assemble(product, indication, spec.weight_kg, spec.tumour_burden, spec.dose_cells,
+                               spec.lymphodepletion, spec.random_effects, p)
+    return (Theta(*(float(x) for x in theta)), Obs(*(float(x) for x in obs)),
+            np.asarray(y0, dtype=np.float64))
+
+
+def build_batch(product: Product, indication: Indication, weight_kg, tumour_burden, dose_cells,
+                lymphodepletion: Lymphodepletion | None = None, random_effects: dict | None = None,
+                params: ParameterTable | None = None):
+    """:func:`build` for many patients at once, vectorised (no per-patient Python).
+
+    ``weight_kg``, ``tumour_burden`` and ``dose_cells`` are arrays of shape [n];
+    ``random_effects`` maps parameter names to arrays of multipliers. Returns ``(theta,
+    obs, y0, bad)``: Theta and Obs with fields of shape [n], y0 of shape [n, states], and
+    ``bad``, a list of ``(index, reason)`` for patients whose inputs are out of range
+    (their rows are computed from clipped inputs and must not be used).
+    """
+    p = load_parameters() if params is None else params
+    _check_antigen(product, indication)
+    w = np.asarray(weight_kg, dtype=np.float64)
+    b = np.asarray(tumour_burden, dtype=np.float64)
+    d = np.asarray(dose_cells, dtype=np.float64)
+    n = w.shape[0]
+    lim = indication.burden
+    checks = [(~(np.isfinite(w) & (w > 0)), "weight_kg", w, "a positive number of kg"),
+              (~(np.isfinite(b) & (b >= lim.min) & (b <= lim.max)), "tumour_burden", b,
+               f"{lim.unit} between {lim.min:g} and {lim.max:g}"),
+              (~(np.isfinite(d) & (d > 0)), "dose", d, "a positive number of cells")]
+    bad = []
+    for mask, name, values, expected in checks:
+        bad += [(int(i), f"{name}: got {values[i]!r}, expected {expected}") for i in np.flatnonzero(mask)]
+    if bad:  # keep the arithmetic finite; the rows are flagged
+        w = np.where(np.isfinite(w) & (w > 0), w, indication.default_weight_kg.value)
+        b = np.where(np.isfinite(b), np.clip(b, lim.min, lim.max), lim.default.value)
+        d = np.where(np.isfinite(d) & (d > 0), d, 1.0)
+    ld = indication.lymphodepletion if lymphodepletion is None else lymphodepletion
+    re = {k: np.asarray(v, dtype=np.float64) for k, v in (random_effects or {}).items()}
+    theta, obs, y0 = _assemble(product, indication, w, b, d, ld, re, p)
+    full = functools.partial(np.broadcast_to, shape=(n,))
+    theta = Theta(*(np.ascontiguousarray(full(np.asarray(x, dtype=np.float64))) for x in theta))
+    obs = Obs(*(np.ascontiguousarray(full(np.asarray(x, dtype=np.float64))) for x in obs))
+    return theta, obs, np.ascontiguousarray(np.broadcast_to(y0, (n, N_STATES))), sorted(bad)
+
+
+def _check_antigen(product: Product, indication: Indication) -> None:
     if product.target_antigen not in indication.target_antigens:
         raise InputError("product", product.name,
                          f"a product against {'/'.join(indication.target_antigens)} for "
                          f"{indication.name} (got {product.target_antigen})")
-    spec = resolve(spec, product, indication)
-    re = spec.random_effects
 
-    def v(name: str) -> float:
+
+def _assemble(product: Product, indication: Indication, weight_kg, tumour_burden, dose_cells,
+              ld: Lymphodepletion, re: dict, p: ParameterTable):
+    """The arithmetic of :func:`build`, elementwise: covariates may be scalars or arrays."""
+
+    def v(name: str):
         return p.value(name) * re.get(name, 1.0)
 
-    scale = spec.weight_kg / v("body.reference_weight")
+    scale = weight_kg / v("body.reference_weight")
     cs = f"costim.{product.costim.lower()}"
     f_cd4 = product.cd4_cd8_ratio.value / (1 + product.cd4_cd8_ratio.value)
     K_N = v("lymph.K_N") * scale
@@ -117,41 +168,41 @@ def build(product: Product, indication: Indication, spec: PatientSpec,
     else:  # autoreactive_b_pct: a share of the patient's CD19+ B cells
         per_unit = b_normal / 100.0
         burden_max = 100.0
-        b_normal = b_normal * (1 - spec.tumour_burden / 100.0)
-    target = spec.tumour_burden * per_unit
+        b_normal = b_normal * (1 - tumour_burden / 100.0)
+    target = tumour_burden * per_unit
     f_neg = indication.antigen_negative_fraction.value
-    capacity = {"marrow_blast_pct": v("marrow.total_cells") * scale,
-                "marrow_plasma_cell_pct": v("marrow.total_cells") * scale,
-                "mtv_ml": indication.burden.max * v("lbcl.cells_per_ml"),
-                "autoreactive_b_pct": max(b_normal + target, 1.0)}[kind]
-    theta = theta._replace(b_prod=v("bcell.turnover") * b_normal, T0=max(target, 1.0), K_T=capacity)
+    capacity = {"marrow_blast_pct": lambda: v("marrow.total_cells") * scale,
+                "marrow_plasma_cell_pct": lambda: v("marrow.total_cells") * scale,
+                "mtv_ml": lambda: indication.burden.max * v("lbcl.cells_per_ml"),
+                "autoreactive_b_pct": lambda: np.maximum(b_normal + target, 1.0)}[kind]()
+    theta = theta._replace(b_prod=v("bcell.turnover") * b_normal, T0=np.maximum(target, 1.0), K_T=capacity)
 
     # Lymphodepletion: log-depletion of endogenous T cells relative to the reference regimen
-    ld = spec.lymphodepletion
-    ref_log_dep = math.log(v("lymph.K_N") / v("lymph.N0_after_ld_ref"))
+    ref_log_dep = np.log(v("lymph.K_N") / v("lymph.N0_after_ld_ref"))
     share = v("lymph.flu_share_of_depletion")
     intensity = (share * ld.fludarabine_total / v("lymph.ref_flu_total")
                  + (1 - share) * ld.cyclophosphamide_total / v("lymph.ref_cy_total"))
-    n0 = K_N * math.exp(-ref_log_dep * intensity)
+    n0 = K_N * np.exp(-ref_log_dep * intensity)
 
-    car = product.car_cells(spec.dose_cells)
+    car = product.car_cells(dose_cells)
     fm = product.memory_fraction.value
     e0 = car * (1 - fm) * v("cart.engraft_effector")
     m0 = car * fm * v("cart.engraft_effector") * v("cart.memory_engraftment_ratio")
-    n0 += product.untransduced_cells(spec.dose_cells) * v("cart.engraft_effector")
+    n0 = n0 + product.untransduced_cells(dose_cells) * v("cart.engraft_effector")
 
     # Every phenotype starts at no less than a negligible share of the engrafted dose: the
     # log-rate of a compartment fed by another (k * E / M) is singular at zero cells and
     # would force the explicit solver into needlessly tiny steps.
     seed_cells = v("cart.phenotype_floor_fraction") * (e0 + m0)
-    e0, m0, x0 = max(e0, seed_cells), max(m0, seed_cells), seed_cells
-    y0 = np.log(np.maximum(np.array([
-        e0, m0, x0, target * (1 - f_neg), target * f_neg, b_normal, n0]), ABSENT_CELLS))
+    e0, m0, x0 = np.maximum(e0, seed_cells), np.maximum(m0, seed_cells), seed_cells
+    cells = np.broadcast_arrays(e0, m0, x0, target * (1 - f_neg), target * f_neg, b_normal, n0)
+    y0 = np.log(np.maximum(np.stack(cells, axis=-1), ABSENT_CELLS))
     # linear states: activation, neuro-inflammation and marker at rest (1); no stimulation yet
-    y0 = np.append(y0, [1.0, 1.0, 1.0, 0.0])
-    assert y0.shape == (N_STATES,)
+    linear = np.broadcast_to(np.array([1.0, 1.0, 1.0, 0.0]), y0.shape[:-1] + (4,))
+    y0 = np.concatenate([y0, linear], axis=-1)
+    assert y0.shape[-1] == N_STATES
 
-    blood_ul = v("blood.volume_per_kg") * spec.weight_kg * 1e6
+    blood_ul = v("blood.volume_per_kg") * weight_kg * 1e6
     obs = Obs(
         blood_frac_t=v("blood.lymphocyte_fraction_in_blood"),
         blood_ul=blood_ul,

@@ -90,8 +90,10 @@ def apply_policy(pa: PolicyArrays, crs, icans, counts, exposure):
     trig = (crs >= pa.crs_thr) | (icans >= pa.icans_thr)
     give = trig & (counts < pa.max_doses)
     counts = counts + give.astype(counts.dtype)
-    added = jnp.zeros(2).at[pa.drug].add(jnp.where(give, pa.dose_equiv, 0.0))
-    given = jnp.zeros(2, jnp.int32).at[pa.drug].add(give.astype(jnp.int32))
+    # [drug, rule] masks and sums, not a scatter: scatters are slow under vmap on CPU
+    dosed = (pa.drug[None, :] == jnp.arange(2)[:, None]) & give[None, :]
+    added = jnp.sum(jnp.where(dosed, pa.dose_equiv[None, :], 0.0), axis=1)
+    given = jnp.sum(dosed.astype(jnp.int32), axis=1)
     return counts, exposure + added, given
 
 

@@ -100,14 +100,23 @@ class Drugs(NamedTuple):
     t0: float
 
 
+#: The equations below use only arithmetic and these three functions, looked up as module
+#: globals, so the same source runs under JAX (here) and, rebound to ``math.exp``,
+#: ``math.log`` and the builtin ``max``, compiled by numba in :mod:`cartsim.patient.fast_solver`: one copy of
+#: the model, two engines.
+exp = jnp.exp
+log = jnp.log
+maximum = jnp.maximum
+
+
 def drug_effects(t, theta: Theta, drugs: Drugs):
     """Tocilizumab IL-6R blockade and steroid effect (both fractions in [0, 1)) at time t.
 
     Exposure decays first-order from the start of the day; effects are Emax-type.
     """
     dt = t - drugs.t0
-    c_toci = drugs.toci * jnp.exp(-theta.toci_k * dt)
-    c_dex = drugs.dex * jnp.exp(-theta.dex_k * dt)
+    c_toci = drugs.toci * exp(-theta.toci_k * dt)
+    c_dex = drugs.dex * exp(-theta.dex_k * dt)
     return c_toci / (c_toci + theta.toci_ec50), c_dex / (c_dex + theta.dex_ec50)
 
 
@@ -115,19 +124,18 @@ def lymphodepletion_boost(total_t, theta: Theta):
     """Extra CAR-T proliferation when T cells are depleted (Kimmel 2021, eq. for r_C)."""
     gap = total_t - theta.K_N
     boost = theta.boost_b * gap**2 / (theta.boost_a * total_t**2 + gap**2)
-    return jnp.where(total_t < theta.K_N, boost, 0.0)
+    return boost * (total_t < theta.K_N)
 
 
-def vector_field(t, y, args):
-    """d(state)/dt for one patient (log states, plus the linear stimulation integral).
-
-    ``args = (theta, drugs)``.
-    """
-    theta, drugs = args
-    c = jnp.exp(y[:IA])
-    E, M, X, Tp, Tn, B, N = (c[i] for i in range(IA))
+def derivatives(t, y, theta: Theta, drugs: Drugs):
+    """d(state)/dt for one patient as a tuple (log states, plus the linear stimulation integral)."""
+    E, M, X = exp(y[IE]), exp(y[IM]), exp(y[IX])
+    Tp, Tn, B, N = exp(y[ITP]), exp(y[ITN]), exp(y[IB]), exp(y[IN])
     A, Q, P = y[IA], y[IQ], y[IP]
-    block, steroid = drug_effects(t, theta, drugs)
+    # tocilizumab blocks IL-6 signalling (observations), not IL-6 production: only the
+    # steroid effect enters the equations (as in drug_effects)
+    c_dex = drugs.dex * exp(-theta.dex_k * (t - drugs.t0))
+    steroid = c_dex / (c_dex + theta.dex_ec50)
 
     C = E + M + X
     stim_antigen = theta.stim_eff * Tp + theta.target_b * B
@@ -136,14 +144,15 @@ def vector_field(t, y, args):
     # antigen source (B cells produced by the marrow) could drive unbounded expansion.
     stim = stim_antigen / (stim_antigen + theta.K_stim + theta.compete * C)
     D = y[ID]
-    dpos = jnp.maximum(D, 0.0)
-    exh = theta.k_exh * stim * dpos**theta.h_exh / (dpos**theta.h_exh + theta.D50_exh**theta.h_exh)
+    dpos = maximum(D, 0.0)
+    rh = (dpos / theta.D50_exh) ** theta.h_exh
+    exh = theta.k_exh * stim * rh / (1 + rh)
     prolif = (theta.rho + lymphodepletion_boost(N + C, theta)) * stim * (1 - theta.dex_emax_exp * steroid)
 
     d_E = (prolif - theta.delta_e - theta.k_em - exh
-           + theta.k_react * stim * jnp.exp(y[IM] - y[IE]))
-    d_M = theta.k_em * jnp.exp(y[IE] - y[IM]) - theta.delta_m  # reactivation is asymmetric: M kept
-    d_X = exh * jnp.exp(y[IE] - y[IX]) - theta.delta_x
+           + theta.k_react * stim * M / E)
+    d_M = theta.k_em * E / M - theta.delta_m  # reactivation is asymmetric: M kept
+    d_X = exh * E / X - theta.delta_x
 
     killers = E + theta.pot_m * M + theta.pot_x * X
     kill = theta.gamma * killers / (theta.k_half + killers)  # per target cell, 1/day
@@ -151,8 +160,8 @@ def vector_field(t, y, args):
     d_Tp = theta.r_T * Tp / (Tp + theta.T_ext) * crowding - kill
     d_Tn = theta.r_T * Tn / (Tn + theta.T_ext) * crowding
     kill_b = theta.target_b * theta.kill_b * kill  # B cells in blood and marrow: direct contact
-    d_B = theta.b_prod * jnp.exp(-y[IB]) - theta.b_turn - kill_b
-    d_N = theta.r_N * jnp.log(theta.K_N / (N + C))
+    d_B = theta.b_prod / B - theta.b_turn - kill_b
+    d_N = theta.r_N * log(theta.K_N / (N + C))
 
     kill_flux = kill * Tp + kill_b * B
     engaged = E * stim
@@ -167,8 +176,13 @@ def vector_field(t, y, args):
     d_Q = theta.neuro_k * (1 + drive_q - Q)
     produced = (1 - theta.marker_spared) * (Tp + Tn) / theta.T0 + theta.marker_spared
     d_P = theta.k_marker * (produced - P)
-    del block  # tocilizumab acts on IL-6 signalling (observations), not on IL-6 production
-    return jnp.stack([d_E, d_M, d_X, d_Tp, d_Tn, d_B, d_N, d_A, d_Q, d_P, stim])
+    return (d_E, d_M, d_X, d_Tp, d_Tn, d_B, d_N, d_A, d_Q, d_P, stim)
+
+
+def vector_field(t, y, args):
+    """d(state)/dt for one patient as an array (diffrax term). ``args = (theta, drugs)``."""
+    theta, drugs = args
+    return jnp.stack(derivatives(t, y, theta, drugs))
 
 
 class Obs(NamedTuple):

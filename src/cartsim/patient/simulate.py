@@ -179,7 +179,15 @@ def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int =
     return SimulationResult(ind, prod, spec, daily, met, bool(out.ok[i]))
 
 
-_observe_jit = jax.jit(observe)  # one compiled call per block shape instead of ~40 eager ops
+_SUMMARY_OBS = ("car_t_cells_per_ul", "car_t_copies_per_ug", "tumour_burden", "marker", "b_cells_per_ul",
+                "il6_pg_per_ml")
+
+
+@jax.jit
+def _observe_jit(y, theta, obs, block):
+    """The observations the summaries use (XLA drops the rest), one compiled call per shape."""
+    o = observe(y, theta, obs, block)
+    return {k: o[k] for k in _SUMMARY_OBS}
 
 
 def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n: int | None = None) -> dict:
@@ -191,8 +199,8 @@ def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n:
     n = out.y.shape[0] if n is None else n
     y = np.asarray(out.y[:n])
     block = np.asarray(out.toci_block[:n])
-    th = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:n, None], theta)
-    ob = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[:n, None], obs)
+    th = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], theta)
+    ob = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], obs)
     o = {k: np.asarray(v) for k, v in _observe_jit(jnp.asarray(y), th, ob, jnp.asarray(block)).items()}
     days = np.arange(y.shape[1], dtype=float)
     aplasia = params.value("bcell.aplasia_threshold")

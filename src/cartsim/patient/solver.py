@@ -57,6 +57,22 @@ def _grade(y, theta: Theta, obs: Obs, toci_block, waived):
     return crs.astype(jnp.int32), icans.astype(jnp.int32)
 
 
+def end_of_day(theta: Theta, obs: Obs, policy: PolicyArrays, y1, exposure, counts, waived):
+    """Grade the day that just ended and decide the next doses (one patient).
+
+    ``exposure`` is the drug exposure at the start of the day; it decays over the day,
+    then the doses the policy gives are added. Returns ``(crs, icans, toci_block, counts,
+    exposure, doses_given[2], fever_waived)``.
+    """
+    decay = jnp.exp(-jnp.stack([theta.toci_k, theta.dex_k]))
+    exposure = exposure * decay
+    block = exposure[0] / (exposure[0] + theta.toci_ec50)
+    crs, icans = _grade(y1, theta, obs, block, waived)
+    counts, exposure, given = apply_policy(policy, crs, icans, counts, exposure)
+    waived = waived | jnp.any(given > 0)
+    return crs, icans, block, counts, exposure, given, waived
+
+
 def _one_patient(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
                  rtol: float = RTOL, atol: float = ATOL):
     term = diffrax.ODETerm(vector_field)
@@ -75,12 +91,8 @@ def _one_patient(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
         y1 = sol.ys[-1]
         good = (sol.result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(y1))
         y1 = jnp.where(good, y1, y)  # keep the last good state; the patient is flagged
-        decay = jnp.exp(-jnp.stack([theta.toci_k, theta.dex_k]))
-        exposure = exposure * decay
-        block = exposure[0] / (exposure[0] + theta.toci_ec50)
-        crs, icans = _grade(y1, theta, obs, block, waived)
-        counts, exposure, given = apply_policy(policy, crs, icans, counts, exposure)
-        waived = waived | jnp.any(given > 0)
+        crs, icans, block, counts, exposure, given, waived = end_of_day(
+            theta, obs, policy, y1, exposure, counts, waived)
         # Start the next day at yesterday's mean accepted step rather than from scratch:
         # saves the controller's ramp-up at every daily restart.
         n_acc = jnp.maximum(sol.stats["num_accepted_steps"], 1)

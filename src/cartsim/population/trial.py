@@ -23,20 +23,25 @@ import pyarrow.parquet as pq
 
 from cartsim.params import InputError, ParameterTable, load_parameters
 from cartsim.patient import NO_LYMPHODEPLETION, load_indication, load_policy, load_product
-from cartsim.patient.build import PatientSpec, build, resolve
+from cartsim.patient.build import build_batch
+from cartsim.patient.fast_solver import solve_batch_fast
 from cartsim.patient.interventions import policy_arrays
 from cartsim.patient.product import Product
-from cartsim.patient.simulate import stack, summarise_batch
+from cartsim.patient.simulate import summarise_batch
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
-from cartsim.population.sampling import sample_patient
+from cartsim.population.sampling import sample_population
 from cartsim.population.spec import TrialSpec
 
-#: Patients per compiled solve. Fixed, whatever the chunk size: XLA compiles a different
-#: program for each batch shape (vectorised vs scalar tails of exp/log), and the adaptive
-#: solver amplifies last-bit differences, so a fixed, padded shape is what makes a
-#: patient's result independent of how the trial is chunked.
-SOLVER_BLOCK = 32
+#: Patients per solver block, by engine. Fixed, whatever the chunk size (the last block of
+#: a chunk is padded): XLA compiles a different program for each batch shape (vectorised
+#: vs scalar tails of exp/log), and the adaptive solver amplifies last-bit differences, so
+#: a fixed shape is what makes a patient's result independent of how the trial is chunked.
+#: The numba engine integrates each patient on its own, but grades the batch with XLA
+#: between days; larger blocks spread that per-day call over more patients. The JAX engine
+#: runs a block in lockstep, where small blocks waste less on the slowest patient.
+SOLVER_BLOCKS = {"numba": 256, "jax": 32}
+SOLVER_BLOCK = SOLVER_BLOCKS["numba"]
 
 #: Per-patient columns kept from the single-patient metrics.
 METRIC_COLUMNS = (
@@ -76,80 +81,114 @@ def _spec_hash(spec: TrialSpec) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _row(i, patient: PatientSpec | None, metrics: dict | None, ok: bool, reason: str) -> dict:
-    row = {"patient": i, "ok": ok, "fail_reason": reason,
-           "weight_kg": None if patient is None else patient.weight_kg,
-           "tumour_burden": None if patient is None else patient.tumour_burden}
-    for c in METRIC_COLUMNS:
-        row[c] = None if metrics is None else metrics.get(c)
-    return row
-
-
 def _workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
 
 
-def _plain(a) -> list:
-    """Array to Python values, NaN to None (Parquet nulls)."""
+def _column(a) -> pa.Array:
+    """Array to an Arrow column, NaN to null."""
     a = np.asarray(a)
     if a.dtype.kind == "f":
-        return [None if v != v else v for v in a.tolist()]
-    return a.tolist()
+        return pa.array(a, mask=np.isnan(a))
+    if a.dtype.kind == "O":
+        return pa.array(a.tolist())
+    return pa.array(a)
 
 
-def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None) -> list[dict]:
-    prepared, rows = [], {}
-    for i in indices:
+def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params):
+    """Solve and summarise the chunk in fixed-size blocks on all cores; per-block errors."""
+    import jax
+
+    n = y0.shape[0]
+    solve = solve_batch_fast if engine == "numba" else solve_batch
+    size = SOLVER_BLOCKS[engine]
+
+    def one(b0):
+        sl = slice(b0, min(b0 + size, n))
+        m = sl.stop - sl.start
+        pad = np.r_[np.arange(sl.start, sl.stop), np.full(size - m, sl.start)]  # padding, discarded
+        th = jax.tree_util.tree_map(lambda a: a[pad], theta)
+        ob = jax.tree_util.tree_map(lambda a: a[pad], obs)
         try:
-            patient = sample_patient(spec.indication, spec.seed, i, min_burden=spec.eligibility.min_burden,
-                                     max_burden=spec.eligibility.max_burden, omega2=omega2)
-            weight = patient.weight_kg
-            dose = spec.dose.cells(weight) if spec.dose is not None else None
-            patient = resolve(PatientSpec(weight_kg=weight, tumour_burden=patient.tumour_burden,
-                                          dose_cells=dose, lymphodepletion=ld,
-                                          random_effects=patient.random_effects), prod, ind)
-            prepared.append((i, patient, build(prod, ind, patient, params)))
+            out = solve(th, ob, y0[pad], pol_arrays, n_days=days)
+            return sl, summarise_batch(ind, th, ob, out, params, m), None
         except Exception as err:  # flagged, never fatal
-            rows[i] = _row(i, None, None, False, f"build: {err}")
+            return sl, None, err
 
-    def solve(b0):
-        block = prepared[b0 : b0 + SOLVER_BLOCK]
-        built = [b for *_, b in block]
-        built += [built[0]] * (SOLVER_BLOCK - len(built))  # padding, discarded
-        theta, obs, y0 = stack(built)
-        out = solve_batch(theta, obs, y0, pol_arrays, n_days=spec.follow_up_days)
-        try:  # summaries straight away: the daily trajectories are not kept
-            return block, summarise_batch(ind, theta, obs, out, params, len(block)), None
-        except Exception as err:
-            return block, None, err
-
-    # XLA runs one block's solve on one core; blocks run side by side on all of them. The
-    # numerics do not depend on the thread: each block is the same compiled program.
+    # Each block is the same program on its own patients, whichever thread runs it.
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        solved = list(pool.map(solve, range(0, len(prepared), SOLVER_BLOCK)))
-    for block, res, err in solved:
-        if err is not None:  # flagged, never fatal
-            for i, patient, _ in block:
-                rows[i] = _row(i, patient, None, False, f"summary: {err}")
+        return list(pool.map(one, range(0, n, size)))
+
+
+def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None, engine="numba") -> pa.Table:
+    n = len(indices)
+    idx = np.asarray(indices)
+    ok = np.ones(n, dtype=bool)
+    reason = np.full(n, "", dtype=object)
+    cols: dict[str, np.ndarray] = {}
+    try:
+        pop = sample_population(spec.indication, spec.seed, idx, min_burden=spec.eligibility.min_burden,
+                                max_burden=spec.eligibility.max_burden, omega2=omega2)
+        weight, burden = pop["weight_kg"], pop["tumour_burden"]
+        if spec.dose is not None:
+            dose = spec.dose.per_kg * weight if spec.dose.per_kg is not None else np.full(n, spec.dose.flat)
+            dose = np.minimum(dose, spec.dose.cap) if spec.dose.cap is not None else dose
+        else:
+            dose = np.array([prod.dose.cells(float(w)) for w in weight])
+        theta, obs, y0, bad = build_batch(prod, ind, weight, burden, dose, ld, pop["random_effects"], params)
+    except Exception as err:  # the whole chunk could not be set up: flagged, never fatal
+        nan = np.full(n, np.nan)
+        return _table(idx, np.zeros(n, bool), np.full(n, f"build: {err}", dtype=object), nan, nan, {}, nan)
+    for i, why in bad:
+        ok[i], reason[i] = False, f"build: {why}"
+    for sl, res, err in _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, spec.follow_up_days, params):
+        if err is not None:
+            ok[sl], reason[sl] = False, f"summary: {err}"
             continue
-        cols = {c: _plain(res[c]) for c in METRIC_COLUMNS if c in res}
-        for k, (i, patient, _) in enumerate(block):
-            metrics = {c: v[k] for c, v in cols.items()}
-            metrics["dose_car_cells"] = float(prod.car_cells(patient.dose_cells))
-            ok = bool(res["ok"][k])
-            reason = "" if ok else "solver: step limit reached or non-finite state"
-            rows[i] = _row(i, patient, metrics, ok, reason)
-    return [rows[i] for i in indices]
+        for c in METRIC_COLUMNS:
+            if c in res:
+                v = np.asarray(res[c])
+                if c not in cols:
+                    cols[c] = np.full(n, np.nan if v.dtype.kind == "f" else None,
+                                      dtype=np.float64 if v.dtype.kind == "f" else object)
+                cols[c][sl] = v
+        solved = np.asarray(res["ok"], dtype=bool)
+        failed = ~solved & ok[sl]
+        reason[sl] = np.where(failed, "solver: step limit reached or non-finite state", reason[sl])
+        ok[sl] &= solved
+    return _table(idx, ok, reason, weight, burden, cols, np.asarray(prod.car_cells(dose), dtype=np.float64))
+
+
+def _table(idx, ok, reason, weight, burden, cols, dose_car) -> pa.Table:
+    """One row per patient; metrics of patients not ok are null."""
+    data = {"patient": pa.array(idx.astype(np.int64)), "ok": pa.array(ok), "fail_reason": pa.array(reason.tolist()),
+            "weight_kg": _column(weight), "tumour_burden": _column(burden)}
+    for c in METRIC_COLUMNS:
+        if c == "dose_car_cells":
+            v = np.asarray(dose_car, dtype=np.float64)
+        else:
+            v = cols.get(c, np.full(len(idx), None, dtype=object))
+        if np.asarray(v).dtype.kind == "f":
+            v = np.where(ok, v, np.nan)
+        else:
+            v = np.where(ok, v, None)
+        data[c] = _column(v)
+    return pa.table(data)
 
 
 def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
               progress: Callable[[int, int], None] | None = None,
-              params: ParameterTable | None = None, omega2: dict[str, float] | None = None) -> TrialResult:
+              params: ParameterTable | None = None, omega2: dict[str, float] | None = None,
+              engine: str = "numba") -> TrialResult:
     """Simulate ``spec.n`` virtual patients; write chunks and results under ``out``.
 
     ``params`` and ``omega2`` (between-patient variances by name) override the packaged
-    parameter and variability tables, e.g. during population calibration.
+    parameter and variability tables, e.g. during population calibration. ``engine`` is
+    ``"numba"`` (:func:`cartsim.patient.fast_solver.solve_batch_fast`, the default) or
+    ``"jax"`` (:func:`cartsim.patient.solver.solve_batch`, diffrax; slower, for checks).
     """
+    if engine not in ("numba", "jax"):
+        raise InputError("engine", engine, "numba or jax")
     ind = load_indication(spec.indication)
     prod = _product(spec)
     if prod.target_antigen not in ind.target_antigens:
@@ -184,7 +223,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
         if resume and path is not None and path.exists():
             table = pq.read_table(path)
         else:
-            table = pa.Table.from_pylist(_run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2))
+            table = _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2, engine)
             if path is not None:
                 tmp = path.with_suffix(".tmp")
                 pq.write_table(table, tmp)
