@@ -29,8 +29,10 @@ from a thread pool.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import types
+from pathlib import Path
 
 import diffrax
 import jax
@@ -44,6 +46,28 @@ from cartsim.patient.model import N_STATES, Drugs, Obs, Theta
 from cartsim.patient.solver import (
     ATOL, DT_MIN_START, MANAGEMENT_WINDOW_DAYS, MAX_STEPS_PER_DAY, RTOL, DailyOutput, _grade, end_of_day,
 )
+
+
+def _cache_ok() -> bool:
+    """Whether the compiled kernel may be cached on disk (saves ~10 s per process).
+
+    numba re-validates a cached function against its own file only; the kernel also
+    inlines the equations of model.py. A stamp of both files' contents next to the cache
+    drops a cache compiled from other equations.
+    """
+    here = Path(__file__)
+    cache = here.parent / "__pycache__"
+    digest = hashlib.sha256(here.read_bytes() + Path(_model.__file__).read_bytes()).hexdigest()
+    stamp = cache / "fast_solver.model.sha256"
+    try:
+        cache.mkdir(exist_ok=True)
+        if not stamp.exists() or stamp.read_text() != digest:
+            for f in cache.glob("fast_solver._solve_days-*.nb[ci]"):
+                f.unlink()
+            stamp.write_text(digest)
+        return True
+    except OSError:  # read-only install: compile in memory every time
+        return False
 
 
 def _rebind(fn, **names):
@@ -83,7 +107,7 @@ _ns.update(_derivatives=_derivatives, Drugs=Drugs)
 _rhs = _jit(_ns["_rhs"])
 
 
-@numba.njit(nogil=True, cache=False, fastmath=_FAST, error_model="numpy")
+@numba.njit(nogil=True, cache=_cache_ok(), fastmath=_FAST, error_model="numpy")
 def _solve_days(P, Y, toci, dex, t0, n_days, dt, ok, rtol, atol, max_steps, out, stats):
     """Integrate every patient of the batch from ``t0`` over ``n_days`` days.
 

@@ -33,27 +33,37 @@ def _pct(mask: np.ndarray, name: str, out: dict) -> None:
     out[f"{name}_ci95"] = [lo, hi]
 
 
+def _finite(x) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x[np.isfinite(x)]
+
+
 def _median(x) -> float | None:
-    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], dtype=float)
+    x = _finite(x)
     return float(np.median(x)) if x.size else None
 
 
 def _iqr(x) -> list[float | None]:
-    x = np.asarray([v for v in x if v is not None and np.isfinite(v)], dtype=float)
+    x = _finite(x)
     return [float(np.percentile(x, 25)), float(np.percentile(x, 75))] if x.size else [None, None]
 
 
 def summarise_trial(spec, table: pa.Table) -> dict:
-    t = table.to_pydict()
-    ok = np.asarray(t["ok"], dtype=bool)
-    col = {k: [v for v, good in zip(vals, ok) if good] for k, vals in t.items()}
-    n = int(ok.sum())
-    best = np.asarray(col["best_response"], dtype=object)
-    crs = np.asarray(col["crs_max_grade"], dtype=float)
-    icans = np.asarray(col["icans_max_grade"], dtype=float)
+    ok_all = np.asarray(table.column("ok").to_numpy(zero_copy_only=False), dtype=bool)
+    good = table.filter(pa.array(ok_all))
+
+    def num(name: str) -> np.ndarray:  # nulls -> NaN
+        return np.asarray(good.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy(), dtype=float)
+
+    def obj(name: str) -> np.ndarray:
+        return np.asarray(good.column(name).to_numpy(zero_copy_only=False), dtype=object)
+
+    n = good.num_rows
+    best = obj("best_response")
+    crs, icans = num("crs_max_grade"), num("icans_max_grade")
     out: dict = {"trial": spec.name, "indication": spec.indication,
                  "product": spec.product if isinstance(spec.product, str) else "custom",
-                 "n": int(len(ok)), "n_evaluated": n, "n_failed": int((~ok).sum()),
+                 "n": int(len(ok_all)), "n_evaluated": n, "n_failed": int((~ok_all).sum()),
                  "seed": spec.seed, "follow_up_days": spec.follow_up_days}
     _pct(np.isin(best, ["CR", "VGPR", "PR"]), "orr", out)
     _pct(best == "CR", "cr", out)
@@ -61,34 +71,35 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     _pct(crs >= 3, "crs_grade3plus", out)
     _pct(icans >= 1, "icans_any", out)
     _pct(icans >= 3, "icans_grade3plus", out)
-    _pct(np.asarray(col["tocilizumab_doses"], dtype=float) > 0, "tocilizumab", out)
-    _pct(np.asarray(col["dexamethasone_doses"], dtype=float) > 0, "steroids", out)
+    _pct(num("tocilizumab_doses") > 0, "tocilizumab", out)
+    _pct(num("dexamethasone_doses") > 0, "steroids", out)
     on = crs >= 1
-    out["crs_onset_median_days"] = _median(np.asarray(col["crs_onset_day"], dtype=object)[on])
-    out["crs_duration_median_days"] = _median(np.asarray(col["crs_duration_days"], dtype=float)[on])
-    out["cmax_median"] = _median(col["cmax_cells_per_ul"])
-    out["cmax_iqr"] = _iqr(col["cmax_cells_per_ul"])
-    out["cmax_copies_median"] = _median(col["cmax_copies_per_ug"])
-    out["tmax_median_days"] = _median(col["tmax_days"])
-    out["auc_0_28_median"] = _median(col["auc_0_28"])
-    out.update(_pfs(col, spec.follow_up_days))
-    aplasia = [(r if r is not None else spec.follow_up_days) - a
-               for a, r in zip(col["b_cell_aplasia_day"], col["b_cell_recovery_day"]) if a is not None]
-    out["b_cell_aplasia_median_days"] = _median(aplasia)
+    out["crs_onset_median_days"] = _median(num("crs_onset_day")[on])
+    out["crs_duration_median_days"] = _median(num("crs_duration_days")[on])
+    cmax = num("cmax_cells_per_ul")
+    out["cmax_median"] = _median(cmax)
+    out["cmax_iqr"] = _iqr(cmax)
+    out["cmax_copies_median"] = _median(num("cmax_copies_per_ug"))
+    out["tmax_median_days"] = _median(num("tmax_days"))
+    out["auc_0_28_median"] = _median(num("auc_0_28"))
+    out.update(_pfs(num("progression_day"), spec.follow_up_days))
+    start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
+    aplasia = np.where(np.isnan(back), spec.follow_up_days, back) - start
+    out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
     if spec.indication == "sle":
-        _pct(np.asarray(col["response_day90"], dtype=object) == "CR", "remission_day90", out)
-        out["b_cell_return_median_days"] = _median(col["b_cell_recovery_day"])
+        _pct(obj("response_day90") == "CR", "remission_day90", out)
+        out["b_cell_return_median_days"] = _median(back)
     return out
 
 
-def _pfs(col: dict, follow_up: int) -> dict:
+def _pfs(progression_day: np.ndarray, follow_up: int) -> dict:
     """Kaplan-Meier PFS (event: progression or relapse; censored at end of follow-up)."""
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
 
-    days = [d if d is not None else follow_up for d in col["progression_day"]]
-    events = [d is not None for d in col["progression_day"]]
-    if not days:
+    events = np.isfinite(progression_day)
+    days = np.where(events, progression_day, follow_up)
+    if not days.size:
         return {"median_pfs_days": None, "median_pfs_ci95": [None, None], "pfs_12m_pct": None}
     km = KaplanMeierFitter().fit(days, event_observed=events)
     med = km.median_survival_time_
