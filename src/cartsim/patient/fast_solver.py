@@ -220,14 +220,20 @@ def _grade_days(P, O, ys, block, waived, start: int):
 
 
 def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
-                     rtol: float = RTOL, atol: float = ATOL) -> DailyOutput:
-    """Same contract as :func:`cartsim.patient.solver.solve_batch`, NumPy arrays out."""
+                     rtol: float = RTOL, atol: float = ATOL, n_active: int | None = None) -> DailyOutput:
+    """Same contract as :func:`cartsim.patient.solver.solve_batch`, NumPy arrays out.
+
+    Only the first ``n_active`` patients are integrated (default: all); the rest are
+    padding that keeps the batch shape fixed, returned at their initial state and not ok.
+    """
     P = theta_matrix(theta)
     Y = np.array(y0, dtype=np.float64, order="C")
     n = Y.shape[0]
     Pj, Oj = jnp.asarray(P), jnp.asarray(theta_matrix(obs))
     dt = np.full(n, DT_MIN_START)
     ok = np.ones(n, dtype=np.bool_)
+    if n_active is not None:
+        ok[n_active:] = False
     stats = np.zeros((n, 2), np.int64)
     exposure = jnp.zeros((n, 2))
     counts = jnp.zeros((n,) + policy.max_doses.shape, policy.max_doses.dtype)

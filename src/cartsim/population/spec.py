@@ -53,7 +53,7 @@ class TrialSpec(BaseModel):
     n: int = Field(gt=0, le=10_000_000)
     seed: int = Field(0, ge=0)
     follow_up_days: int = Field(365, gt=0, le=3650)
-    chunk_size: int = Field(256, gt=0, le=100_000)
+    chunk_size: int = Field(4096, gt=0, le=100_000)
 
 
 def list_trials() -> list[str]:

@@ -37,10 +37,11 @@ from cartsim.population.spec import TrialSpec
 #: a chunk is padded): XLA compiles a different program for each batch shape (vectorised
 #: vs scalar tails of exp/log), and the adaptive solver amplifies last-bit differences, so
 #: a fixed shape is what makes a patient's result independent of how the trial is chunked.
-#: The numba engine integrates each patient on its own, but grades the batch with XLA
-#: between days; larger blocks spread that per-day call over more patients. The JAX engine
+#: The numba engine integrates each patient on its own (padding rows are skipped), but
+#: grades the batch with XLA between days; larger blocks spread that per-day call over
+#: more patients. The JAX engine
 #: runs a block in lockstep, where small blocks waste less on the slowest patient.
-SOLVER_BLOCKS = {"numba": 256, "jax": 32}
+SOLVER_BLOCKS = {"numba": 512, "jax": 32}
 SOLVER_BLOCK = SOLVER_BLOCKS["numba"]
 
 #: Per-patient columns kept from the single-patient metrics.
@@ -110,7 +111,8 @@ def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params):
         th = jax.tree_util.tree_map(lambda a: a[pad], theta)
         ob = jax.tree_util.tree_map(lambda a: a[pad], obs)
         try:
-            out = solve(th, ob, y0[pad], pol_arrays, n_days=days)
+            extra = {"n_active": m} if engine == "numba" else {}  # padding is not integrated
+            out = solve(th, ob, y0[pad], pol_arrays, n_days=days, **extra)
             return sl, summarise_batch(ind, th, ob, out, params, m), None
         except Exception as err:  # flagged, never fatal
             return sl, None, err
