@@ -63,6 +63,7 @@ class Response(BaseModel):
     cr_blast_pct: SourcedValue | None = None
     cr_volume_ml: SourcedValue | None = None
     cr_marker_fraction: SourcedValue | None = None
+    cr_target_fraction: SourcedValue | None = None   # autoimmunity: clone depleted below this share of baseline
     vgpr_marker_fraction: SourcedValue | None = None
     pr_marker_fraction: SourcedValue | None = None
     pr_fraction_of_baseline: SourcedValue | None = None

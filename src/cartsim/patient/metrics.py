@@ -227,9 +227,10 @@ def response_series_batch(ind: Indication, burden: np.ndarray, marker: np.ndarra
         if r.cr_marker_fraction is not None:
             cr = rel < r.cr_marker_fraction.value
             vgpr = rel <= r.vgpr_marker_fraction.value  # type: ignore[union-attr]
-        else:
+        else:  # autoimmunity: remission surrogate is depletion of the autoreactive clone
             depleted = np.maximum.accumulate(b_cells_ul < aplasia_threshold, axis=1)
-            cr = (marker < ind.marker.normal_upper.value) & depleted  # type: ignore[union-attr]
+            clone = burden / np.maximum(burden[:, :1], 1e-300)
+            cr = (clone <= r.cr_target_fraction.value) & depleted  # type: ignore[union-attr]
             vgpr = np.zeros_like(cr)
         pr = rel <= r.pr_marker_fraction.value  # type: ignore[union-attr]
         nadir = np.minimum.accumulate(value, axis=1)
