@@ -231,6 +231,8 @@ def trial(
     out: Path = typer.Option(Path("cartsim-trial"), help="output folder (patients.parquet, summary.json, chunks/)"),
     resume: bool = typer.Option(False, "--resume", help="continue a killed run from its completed chunks"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
+    keep_trajectories: Optional[int] = typer.Option(
+        None, "--keep-trajectories", help="keep the daily trajectories of the first K patients (trajectories.parquet)"),
 ) -> None:
     """Run a virtual trial: per-patient table and endpoints with 95% CIs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -240,9 +242,10 @@ def trial(
     for name, value in (("n", n), ("chunk_size", chunk_size)):
         if value is not None and value <= 0:
             raise InputError(name, value, "a positive whole number")
-    if seed is not None and seed < 0:
-        raise InputError("seed", seed, "a non-negative whole number")
-    trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size)
+    for name, value in (("seed", seed), ("keep_trajectories", keep_trajectories)):
+        if value is not None and value < 0:
+            raise InputError(name, value, "a non-negative whole number")
+    trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size, keep_trajectories=keep_trajectories)
     from rich.console import Console
 
     with Progress(TextColumn(f"{trial_spec.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -267,7 +270,8 @@ def trial(
         fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
         table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
     Console().print(table)
-    print(f"wrote {out/'patients.parquet'} and {out/'summary.json'}")
+    extra = f", {out/'trajectories.parquet'}" if result.trajectories is not None else ""
+    print(f"wrote {out/'patients.parquet'}{extra} and {out/'summary.json'}")
 
 
 @app.command("list")

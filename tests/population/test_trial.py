@@ -141,3 +141,32 @@ def test_wilson_interval():
     assert lo == 0 and 25 < hi < 35
     lo, hi = wilson(5, 10)
     assert lo < 50 < hi
+
+
+def test_trajectories_kept_only_for_the_requested_patients(tmp_path):
+    res = run_trial(_spec(chunk_size=4, keep_trajectories=[1, 4]), tmp_path)
+    t = res.trajectories
+    assert sorted(set(t.column("patient").to_pylist())) == [1, 4]
+    assert t.num_rows == 2 * (DAYS + 1)
+    assert pq.read_table(tmp_path / "trajectories.parquet").num_rows == t.num_rows
+    rows = {r["patient"]: r for r in _rows(res)}
+    for p in (1, 4):
+        day = t.filter(pq_equal(t, p))
+        assert max(day.column("car_t_cells_per_ul").to_pylist()) == pytest.approx(rows[p]["cmax_cells_per_ul"])
+        assert max(day.column("crs_grade").to_pylist()) == rows[p]["crs_max_grade"]
+    assert run_trial(_spec(chunk_size=3)).trajectories is None
+
+
+def pq_equal(table, patient):
+    import pyarrow.compute as pc
+
+    return pc.equal(table.column("patient"), patient)
+
+
+def test_keep_trajectories_from_the_cli(tmp_path, capsys):
+    rc = main(["trial", "zuma-1", "--n", "3", "--out", str(tmp_path), "--keep-trajectories", "2", "--json"])
+    assert rc == 0
+    t = pq.read_table(tmp_path / "trajectories.parquet")
+    assert sorted(set(t.column("patient").to_pylist())) == [0, 1]
+    assert main(["trial", "zuma-1", "--n", "3", "--keep-trajectories", "-1"]) == 2
+    assert "keep_trajectories" in capsys.readouterr().err

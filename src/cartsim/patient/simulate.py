@@ -221,3 +221,31 @@ def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n:
         "ok": np.asarray(out.ok[:n]),
     }
     return res
+
+
+_observe_all_jit = jax.jit(observe)
+
+
+def trajectories_batch(ind: Indication, theta, obs, out, rows, params: ParameterTable) -> dict[str, np.ndarray]:
+    """Daily trajectories (clinical units) of the patients ``rows`` of a solved batch.
+
+    Long format, one entry per patient and day: ``row`` (the index within the batch),
+    ``day``, every observation of :func:`cartsim.patient.model.observe`, the daily grades
+    and doses, and the response category: the columns of ``cartsim simulate``'s table.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    y = np.asarray(out.y)[rows]
+    th = jax.tree_util.tree_map(lambda a: np.asarray(a)[rows, None], theta)
+    ob = jax.tree_util.tree_map(lambda a: np.asarray(a)[rows, None], obs)
+    o = {k: np.asarray(v) for k, v in _observe_all_jit(jnp.asarray(y), th, ob,
+                                                        jnp.asarray(np.asarray(out.toci_block)[rows])).items()}
+    T = y.shape[1]
+    cat = M.response_series_batch(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"],
+                                  params.value("bcell.aplasia_threshold"))
+    res = {"row": np.repeat(rows, T), "day": np.tile(np.arange(T, dtype=float), len(rows))}
+    res.update({k: v.reshape(-1) for k, v in o.items()})
+    for name, field in (("crs_grade", "crs"), ("icans_grade", "icans"), ("tocilizumab_doses", "toci"),
+                        ("dexamethasone_doses", "dex")):
+        res[name] = np.asarray(getattr(out, field))[rows].reshape(-1)
+    res["response"] = np.array(M.RESPONSES, dtype=object)[cat.reshape(-1)]
+    return res

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import BaseModel, field_validator, ConfigDict, Field, ValidationError, model_validator
 
 from cartsim.params import InputError, data_path, load_yaml, read_user_yaml
 from cartsim.patient._schema import input_error_from
@@ -54,6 +55,21 @@ class TrialSpec(BaseModel):
     seed: int = Field(0, ge=0)
     follow_up_days: int = Field(365, gt=0, le=3650)
     chunk_size: int = Field(4096, gt=0, le=100_000)
+    keep_trajectories: int | list[int] = Field(
+        0, description="daily trajectories kept for the first N patients, or for a list of patient indices")
+
+    @field_validator("keep_trajectories")
+    @classmethod
+    def _keep(cls, v):
+        if isinstance(v, int) and v < 0 or isinstance(v, list) and any(i < 0 for i in v):
+            raise ValueError("patient counts and indices must be >= 0")
+        return v
+
+    def kept(self) -> np.ndarray:
+        """Indices of the patients whose daily trajectories are kept (sorted, < n)."""
+        v = self.keep_trajectories
+        idx = np.arange(min(v, self.n)) if isinstance(v, int) else np.asarray(sorted(set(v)), dtype=np.int64)
+        return idx[idx < self.n].astype(np.int64)
 
 
 def list_trials() -> list[str]:

@@ -27,7 +27,7 @@ from cartsim.patient.build import build_batch
 from cartsim.patient.fast_solver import solve_batch_fast
 from cartsim.patient.interventions import policy_arrays
 from cartsim.patient.product import Product
-from cartsim.patient.simulate import summarise_batch
+from cartsim.patient.simulate import summarise_batch, trajectories_batch
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
 from cartsim.population.sampling import sample_population
@@ -60,6 +60,7 @@ class TrialResult:
     spec: TrialSpec
     patients: pa.Table
     summary: dict
+    trajectories: pa.Table | None = None  # daily, long format, for spec.keep_trajectories
 
 
 def _product(spec: TrialSpec) -> Product:
@@ -96,8 +97,11 @@ def _column(a) -> pa.Array:
     return pa.array(a)
 
 
-def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params):
-    """Solve and summarise the chunk in fixed-size blocks on all cores; per-block errors."""
+def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params, keep=None):
+    """Solve and summarise the chunk in fixed-size blocks on all cores; per-block errors.
+
+    ``keep`` (bool [n]) marks the patients whose daily trajectories are returned too.
+    """
     import jax
 
     n = y0.shape[0]
@@ -113,16 +117,21 @@ def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params):
         try:
             extra = {"n_active": m} if engine == "numba" else {}  # padding is not integrated
             out = solve(th, ob, y0[pad], pol_arrays, n_days=days, **extra)
-            return sl, summarise_batch(ind, th, ob, out, params, m), None
+            traj = None
+            if keep is not None and keep[sl].any():
+                traj = trajectories_batch(ind, th, ob, out, np.flatnonzero(keep[sl]), params)
+                traj["row"] = traj["row"] + sl.start
+            return sl, summarise_batch(ind, th, ob, out, params, m), None, traj
         except Exception as err:  # flagged, never fatal
-            return sl, None, err
+            return sl, None, err, None
 
     # Each block is the same program on its own patients, whichever thread runs it.
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         return list(pool.map(one, range(0, n, size)))
 
 
-def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None, engine="numba") -> pa.Table:
+def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
+               engine="numba") -> tuple[pa.Table, pa.Table | None]:
     n = len(indices)
     idx = np.asarray(indices)
     ok = np.ones(n, dtype=bool)
@@ -140,10 +149,15 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None, en
         theta, obs, y0, bad = build_batch(prod, ind, weight, burden, dose, ld, pop["random_effects"], params)
     except Exception as err:  # the whole chunk could not be set up: flagged, never fatal
         nan = np.full(n, np.nan)
-        return _table(idx, np.zeros(n, bool), np.full(n, f"build: {err}", dtype=object), nan, nan, {}, nan)
+        return _table(idx, np.zeros(n, bool), np.full(n, f"build: {err}", dtype=object), nan, nan, {}, nan), None
     for i, why in bad:
         ok[i], reason[i] = False, f"build: {why}"
-    for sl, res, err in _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, spec.follow_up_days, params):
+    keep = np.isin(idx, spec.kept())
+    trajs = []
+    for sl, res, err, traj in _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, spec.follow_up_days,
+                                            params, keep if keep.any() else None):
+        if traj is not None:
+            trajs.append(traj)
         if err is not None:
             ok[sl], reason[sl] = False, f"summary: {err}"
             continue
@@ -158,7 +172,14 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None, en
         failed = ~solved & ok[sl]
         reason[sl] = np.where(failed, "solver: step limit reached or non-finite state", reason[sl])
         ok[sl] &= solved
-    return _table(idx, ok, reason, weight, burden, cols, np.asarray(prod.car_cells(dose), dtype=np.float64))
+    table = _table(idx, ok, reason, weight, burden, cols, np.asarray(prod.car_cells(dose), dtype=np.float64))
+    traj_table = None
+    if trajs:
+        t = {k: np.concatenate([d[k] for d in trajs]) for k in trajs[0]}
+        rows = t.pop("row")
+        traj_table = pa.table({"patient": pa.array(idx[rows].astype(np.int64)), "ok": pa.array(ok[rows]),
+                               **{k: _column(v) for k, v in t.items()}})
+    return table, traj_table
 
 
 def _table(idx, ok, reason, weight, burden, cols, dose_car) -> pa.Table:
@@ -211,31 +232,42 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
             if old.get("hash") != h or old.get("chunk_size") != spec.chunk_size:
                 raise InputError("--resume", str(out), "a folder from a run of the same spec and chunk size")
         elif chunk_dir.exists():
-            for f in chunk_dir.glob("chunk_*.parquet"):
+            for f in [*chunk_dir.glob("chunk_*.parquet"), *chunk_dir.glob("trajectories_*.parquet")]:
                 f.unlink()
         chunk_dir.mkdir(exist_ok=True)
         stamp.write_text(json.dumps({"hash": h, "chunk_size": spec.chunk_size,
                                      "spec": spec.model_dump(mode="json")}, indent=2))
 
-    tables = []
+    tables, trajs = [], []
     starts = range(0, spec.n, spec.chunk_size)
     for k, start in enumerate(starts):
         indices = list(range(start, min(start + spec.chunk_size, spec.n)))
         path = None if chunk_dir is None else chunk_dir / f"chunk_{k:05d}.parquet"
+        tpath = None if chunk_dir is None else chunk_dir / f"trajectories_{k:05d}.parquet"
         if resume and path is not None and path.exists():
             table = pq.read_table(path)
+            traj = pq.read_table(tpath) if tpath.exists() else None
         else:
-            table = _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2, engine)
+            table, traj = _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2, engine)
             if path is not None:
+                if traj is not None:  # written first: a chunk file on disk means its trajectories are too
+                    tmp = tpath.with_suffix(".tmp")
+                    pq.write_table(traj, tmp)
+                    tmp.replace(tpath)
                 tmp = path.with_suffix(".tmp")
                 pq.write_table(table, tmp)
                 tmp.replace(path)  # atomic: a killed run never leaves a half-written chunk
         tables.append(table)
+        if traj is not None:
+            trajs.append(traj)
         if progress is not None:
             progress(indices[-1] + 1, spec.n)
     patients = pa.concat_tables(tables, promote_options="default")
+    trajectories = pa.concat_tables(trajs, promote_options="default") if trajs else None
     summary = summarise_trial(spec, patients)
     if out is not None:
         pq.write_table(patients, out / "patients.parquet")
+        if trajectories is not None:
+            pq.write_table(trajectories, out / "trajectories.parquet")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return TrialResult(spec, patients, summary)
+    return TrialResult(spec, patients, summary, trajectories)
