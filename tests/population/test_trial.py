@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -170,3 +172,28 @@ def test_keep_trajectories_from_the_cli(tmp_path, capsys):
     assert sorted(set(t.column("patient").to_pylist())) == [0, 1]
     assert main(["trial", "zuma-1", "--n", "3", "--keep-trajectories", "-1"]) == 2
     assert "keep_trajectories" in capsys.readouterr().err
+
+
+def test_correlated_random_effects():
+    from cartsim.population.sampling import sample_population
+    from cartsim.population.spec import Correlation
+
+    names = ("kill.gamma", "cart.rho_max")
+    corr = [Correlation(between=names, rho=0.8)]
+    a = sample_population("lbcl", 1, range(4000), correlations=corr)["random_effects"]
+    r = np.corrcoef(np.log(a[names[0]]), np.log(a[names[1]]))[0, 1]
+    assert 0.75 < r < 0.85
+    b = sample_population("lbcl", 1, range(4000))["random_effects"]
+    assert abs(np.corrcoef(np.log(b[names[0]]), np.log(b[names[1]]))[0, 1]) < 0.05
+    assert np.array_equal(a["cart.delta_e"], b["cart.delta_e"])  # uncorrelated effects unchanged
+
+
+@pytest.mark.parametrize("corr, field", [
+    ([{"between": ["kill.gamma", "nope"], "rho": 0.5}], "correlations[0].between"),
+    ([{"between": ["kill.gamma", "cart.rho_max"], "rho": 1.5}], "correlations"),
+    ([{"between": ["kill.gamma", "cart.rho_max"], "rho": 0.9}, {"between": ["kill.gamma", "cart.delta_e"], "rho": 0.9},
+      {"between": ["cart.rho_max", "cart.delta_e"], "rho": -0.9}], "correlations"),
+])
+def test_bad_correlations_name_the_field(corr, field):
+    with pytest.raises(InputError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        run_trial(load_trial("zuma-1", n=2, correlations=corr))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from cartsim.params import data_path, load_yaml
+from cartsim.params import InputError, data_path, load_yaml
 from cartsim.patient.build import PatientSpec
 from cartsim.patient.simulate import variability
 
@@ -75,13 +75,38 @@ def _truncated_lognormal(u: np.ndarray, d: dict, lo=None, hi=None) -> np.ndarray
     return np.clip(d["median"] * np.exp(sigma * z), lo, hi)
 
 
+def correlation_factor(names: tuple[str, ...], correlations) -> np.ndarray:
+    """Cholesky factor of the correlation matrix of the random effects ``names``.
+
+    ``correlations``: items with ``between`` (two names) and ``rho``. Unknown names and
+    a matrix that is not positive definite are input errors naming the field.
+    """
+    C = np.eye(len(names))
+    for k, c in enumerate(correlations or ()):
+        a, b = c.between
+        for name in (a, b):
+            if name not in names:
+                raise InputError(f"correlations[{k}].between", name, f"one of {', '.join(names)}")
+        if a == b:
+            raise InputError(f"correlations[{k}].between", list(c.between), "two different random effects")
+        i, j = names.index(a), names.index(b)
+        C[i, j] = C[j, i] = c.rho
+    try:
+        return np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        raise InputError("correlations", [(c.between, c.rho) for c in correlations],
+                         "a positive definite correlation matrix") from None
+
+
 def sample_population(indication: str, seed: int, indices, *, min_burden=None, max_burden=None,
-                      omega2: dict[str, float] | None = None) -> dict:
+                      omega2: dict[str, float] | None = None, correlations=None) -> dict:
     """Covariates and random effects of patients ``indices`` (arrays of shape [n]).
 
     Returns ``{"weight_kg", "tumour_burden", "random_effects": {name: multipliers}}``.
     ``omega2`` overrides between-patient variances by name (population calibration); the
     standard-normal draws do not depend on the variances, so fits use common random numbers.
+    ``correlations`` (see :func:`correlation_factor`) correlates the draws of the random
+    effects; without it they are independent.
     """
     idx = np.asarray(indices, dtype=np.int64)
     cov = covariate_model(indication)
@@ -89,6 +114,8 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     names = tuple(w2)
     u = _blocked(seed, idx, (_stream("weight_kg"), _stream("tumour_burden")), "uniform")
     z = _blocked(seed, idx, tuple(_stream(n) for n in names), "normal")
+    if correlations:
+        z = z @ correlation_factor(names, correlations).T
     return {
         "weight_kg": _truncated_lognormal(u[:, 0], cov["weight_kg"]),
         "tumour_burden": _truncated_lognormal(u[:, 1], cov["tumour_burden"], min_burden, max_burden),

@@ -38,6 +38,14 @@ class Eligibility(BaseModel):
     max_burden: float | None = Field(None, gt=0)
 
 
+class Correlation(BaseModel):
+    """Correlation between two random effects (of their standard-normal draws)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    between: tuple[str, str]
+    rho: float = Field(gt=-1, lt=1)
+
+
 class TrialSpec(BaseModel):
     """A virtual trial. See docs/trial-schema.md."""
 
@@ -55,6 +63,8 @@ class TrialSpec(BaseModel):
     seed: int = Field(0, ge=0)
     follow_up_days: int = Field(365, gt=0, le=3650)
     chunk_size: int = Field(4096, gt=0, le=100_000)
+    correlations: list[Correlation] = Field(
+        [], description="correlated random effects (names from variability.csv); default independent")
     keep_trajectories: int | list[int] = Field(
         0, description="daily trajectories kept for the first N patients, or for a list of patient indices")
 

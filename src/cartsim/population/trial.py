@@ -27,10 +27,10 @@ from cartsim.patient.build import build_batch
 from cartsim.patient.fast_solver import solve_batch_fast
 from cartsim.patient.interventions import policy_arrays
 from cartsim.patient.product import Product
-from cartsim.patient.simulate import summarise_batch, trajectories_batch
+from cartsim.patient.simulate import summarise_batch, trajectories_batch, variability
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
-from cartsim.population.sampling import sample_population
+from cartsim.population.sampling import correlation_factor, sample_population
 from cartsim.population.spec import TrialSpec
 
 #: Patients per solver block, by engine. Fixed, whatever the chunk size (the last block of
@@ -139,7 +139,8 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     cols: dict[str, np.ndarray] = {}
     try:
         pop = sample_population(spec.indication, spec.seed, idx, min_burden=spec.eligibility.min_burden,
-                                max_burden=spec.eligibility.max_burden, omega2=omega2)
+                                max_burden=spec.eligibility.max_burden, omega2=omega2,
+                                correlations=spec.correlations)
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
         if spec.dose is not None:
             dose = spec.dose.per_kg * weight if spec.dose.per_kg is not None else np.full(n, spec.dose.flat)
@@ -220,6 +221,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
         if isinstance(spec.lymphodepletion, str) else spec.lymphodepletion
     pol_arrays = policy_arrays(load_policy(spec.policy))
     params = load_parameters() if params is None else params
+    correlation_factor(tuple({**variability(), **(omega2 or {})}), spec.correlations)  # input errors now
 
     chunk_dir = None
     if out is not None:
