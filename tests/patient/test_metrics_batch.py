@@ -37,3 +37,22 @@ def test_batch_metrics_match_single_patient_metrics(indication, product):
                 assert a == b, (c, k, a, b)
             else:
                 assert b == pytest.approx(a, rel=1e-9, abs=1e-12), (c, k, a, b)
+
+
+def test_kinetic_metrics_of_a_known_curve():
+    from cartsim.patient.metrics import kinetic_metrics
+
+    days = np.arange(0.0, 201.0)
+    # lag to day 2, doubling every day to day 10, then contraction (half-life 5 d) to day
+    # 40 and persistence (half-life 100 d) afterwards
+    logc = np.where(days <= 2, 0.0, np.log(2) * (days - 2))
+    peak = np.log(2) * 8
+    logc = np.where(days > 10, peak - np.log(2) / 5 * (days - 10), logc)
+    low = peak - np.log(2) / 5 * 30
+    logc = np.where(days > 40, low - np.log(2) / 100 * (days - 40), logc)
+    m = kinetic_metrics(days, np.exp(logc), np.exp(logc))
+    assert m["tmax_days"] == pytest.approx(10, abs=0.5)
+    assert m["doubling_time_days"] == pytest.approx(1.0, rel=1e-6)
+    assert m["contraction_half_life_days"] == pytest.approx(5.0, rel=1e-6)
+    assert m["persistence_half_life_days"] == pytest.approx(100.0, rel=1e-6)
+    assert m["cmax_cells_per_ul"] == pytest.approx(2.0**8)

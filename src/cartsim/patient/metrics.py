@@ -19,51 +19,15 @@ RESPONSES = ("CR", "VGPR", "PR", "SD", "PD")
 _LN2 = math.log(2)
 
 
-def _slope(days: np.ndarray, values: np.ndarray) -> float | None:
-    ok = values > 0
-    if ok.sum() < 2:
-        return None
-    return float(np.polyfit(days[ok], np.log(values[ok]), 1)[0])
-
-
-def _half_life(days, values) -> float | None:
-    s = _slope(days, values)
-    return None if s is None or s >= 0 else _LN2 / -s
-
-
 def kinetic_metrics(days: np.ndarray, cells_ul: np.ndarray, copies: np.ndarray) -> dict:
-    """Cmax, Tmax, AUC0-28, doubling time, contraction and persistence half-lives."""
-    i_max = int(np.argmax(cells_ul))
-    tmax = float(days[i_max])
-    if 0 < i_max < len(days) - 1 and np.all(cells_ul[i_max - 1 : i_max + 2] > 0):
-        # parabolic interpolation of the log level around the daily maximum
-        a, b, c = np.log(cells_ul[i_max - 1 : i_max + 2])
-        denom = a - 2 * b + c
-        if denom < 0:
-            tmax += 0.5 * (a - c) / denom
-    in28 = days <= 28
-    out = {
-        "cmax_cells_per_ul": float(cells_ul[i_max]),
-        "cmax_copies_per_ug": float(copies[i_max]),
-        "tmax_days": tmax,
-        "auc_0_28": float(np.trapezoid(copies[in28], days[in28])),
-        "auc_0_28_cells": float(np.trapezoid(cells_ul[in28], days[in28])),
-        "doubling_time_days": None,
-        "contraction_half_life_days": None,
-        "persistence_half_life_days": None,
-    }
-    if i_max >= 2:
-        lag_end = int(np.argmin(copies[: i_max]))
-        if i_max - lag_end >= 2:
-            s = _slope(days[lag_end : i_max + 1], copies[lag_end : i_max + 1])
-            out["doubling_time_days"] = None if s is None or s <= 0 else _LN2 / s
-    win = (days >= tmax) & (days <= tmax + 14)
-    if win.sum() >= 5 and days[-1] >= tmax + 14:
-        out["contraction_half_life_days"] = _half_life(days[win], copies[win])
-    late = days >= max(90.0, tmax + 60)
-    if late.sum() >= 20:
-        out["persistence_half_life_days"] = _half_life(days[late], copies[late])
-    return out
+    """Cmax, Tmax, AUC0-28, doubling time, contraction and persistence half-lives.
+
+    One patient through :func:`kinetic_metrics_batch` (one implementation of the rules);
+    metrics that cannot be computed are None.
+    """
+    out = kinetic_metrics_batch(np.asarray(days, dtype=float), np.asarray(cells_ul, dtype=float)[None],
+                                np.asarray(copies, dtype=float)[None])
+    return {k: (None if not np.isfinite(v[0]) else float(v[0])) for k, v in out.items()}
 
 
 def response_series(ind: Indication, burden: np.ndarray, marker: np.ndarray,
@@ -188,7 +152,7 @@ def kinetic_metrics_batch(days: np.ndarray, cells_ul: np.ndarray, copies: np.nda
     pos = copies > 0
     idx = np.arange(T)[None, :]
     before = np.where(idx < i_max[:, None], copies, np.inf)
-    lag_end = np.argmin(before, axis=1)
+    lag_end = T - 1 - np.argmin(before[:, ::-1], axis=1)  # the last minimum: expansion starts there
     seg = (idx >= lag_end[:, None]) & (idx <= i_max[:, None]) & pos
     s = _masked_slope(days, logc, seg)
     ok = (i_max >= 2) & (i_max - lag_end >= 2) & (s > 0)
