@@ -75,3 +75,12 @@ def test_draws_do_not_depend_on_the_chunk():
     assert lo.min() >= 50 and lo.max() <= 60
     spec = PatientSpec(**{**sample_patient("lbcl", 11, 7).__dict__})
     assert spec.weight_kg == a["weight_kg"][7]
+
+
+def test_step_counts_and_inactive_padding(wide):
+    _, _, cases = wide
+    counts = np.zeros((4, 2), np.int64)
+    out = solve_batch_fast(*stack(cases[:4]), policy_arrays(load_policy()), 30, n_active=3, step_counts=counts)
+    assert (counts[:3, 0] > 30).all() and (counts[3] == 0).all()
+    assert out.ok[:3].all() and not out.ok[3]
+    assert np.array_equal(out.y[3, -1], out.y[3, 0])  # padding is not integrated

@@ -220,11 +220,14 @@ def _grade_days(P, O, ys, block, waived, start: int):
 
 
 def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: int,
-                     rtol: float = RTOL, atol: float = ATOL, n_active: int | None = None) -> DailyOutput:
+                     rtol: float = RTOL, atol: float = ATOL, n_active: int | None = None,
+                     step_counts: np.ndarray | None = None) -> DailyOutput:
     """Same contract as :func:`cartsim.patient.solver.solve_batch`, NumPy arrays out.
 
     Only the first ``n_active`` patients are integrated (default: all); the rest are
     padding that keeps the batch shape fixed, returned at their initial state and not ok.
+    ``step_counts`` (int64 [n, 2]), if given, receives each patient's accepted and
+    rejected steps (diagnostics).
     """
     P = theta_matrix(theta)
     Y = np.array(y0, dtype=np.float64, order="C")
@@ -234,7 +237,7 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
     ok = np.ones(n, dtype=np.bool_)
     if n_active is not None:
         ok[n_active:] = False
-    stats = np.zeros((n, 2), np.int64)
+    stats = np.zeros((n, 2), np.int64) if step_counts is None else step_counts
     exposure = jnp.zeros((n, 2))
     counts = jnp.zeros((n,) + policy.max_doses.shape, policy.max_doses.dtype)
     waived = jnp.zeros(n, dtype=bool)
@@ -271,5 +274,4 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
         block[:, window + 1 :] = b_late
         c, i_ = _grade_days(Pj, Oj, ys, block, waived, window + 1)
         crs[:, window + 1 :], icans[:, window + 1 :] = np.asarray(c), np.asarray(i_)
-    solve_batch_fast.last_stats = stats  # accepted / rejected steps per patient (diagnostics)
     return DailyOutput(y=ys, crs=crs, icans=icans, toci=toci, dex=dex, toci_block=block, ok=ok)
