@@ -72,7 +72,7 @@ class TrialSpec(BaseModel):
     @classmethod
     def _keep(cls, v):
         if isinstance(v, int) and v < 0 or isinstance(v, list) and any(i < 0 for i in v):
-            raise ValueError("patient counts and indices must be >= 0")
+            raise ValueError("a patient count or a list of patient indices, all >= 0")
         return v
 
     def kept(self) -> np.ndarray:
