@@ -151,15 +151,12 @@ def simulate_many(cases, *, days: int = 365, policy: str | ManagementPolicy = "d
 
 def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int = 0) -> SimulationResult:
     y = np.asarray(out.y[i])
-    block = np.asarray(out.toci_block[i])
-    o = {k: np.asarray(v) for k, v in observe(jnp.asarray(y), theta, obs, jnp.asarray(block)).items()}
-    days = np.arange(y.shape[0], dtype=float)
-    daily = {"day": days, **o,
-             "crs_grade": np.asarray(out.crs[i]), "icans_grade": np.asarray(out.icans[i]),
-             "tocilizumab_doses": np.asarray(out.toci[i]), "dexamethasone_doses": np.asarray(out.dex[i])}
+    one = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], (theta, obs))
+    daily = trajectories_batch(ind, *one, type(out)(*(np.asarray(f)[i : i + 1] for f in out)), [0], params)
+    del daily["row"]
+    o, days = daily, daily["day"]
     aplasia = params.value("bcell.aplasia_threshold")
-    cat = M.response_series(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"], aplasia)
-    daily["response"] = np.array([M.RESPONSES[c] for c in cat])
+    cat = np.array([M.RESPONSES.index(r) for r in daily["response"]])
     met = M.kinetic_metrics(days, o["car_t_cells_per_ul"], o["car_t_copies_per_ug"])
     met.update({
         "response_day28": M.response_at(days, cat, 28.0),
