@@ -153,3 +153,20 @@ def test_expansion_is_bounded_when_antigen_is_replenished(indication):
     assert np.all(np.isfinite(car))
     assert car[-1] < car.max()          # past its peak by the end of the year
     assert car.max() < 1e12             # whole-body CAR-T stays within a physiological range
+
+
+def test_antigen_negative_clone_scales_with_its_random_effect_and_is_capped():
+    from cartsim.patient import load_indication
+    from cartsim.patient.build import build_batch
+    from cartsim.patient.model import ITN
+
+    ind, prod, p = load_indication("b-all"), load_product("tisa-cel"), load_parameters()
+    mult = np.array([1.0, 100.0, 1e12])
+    ones = np.ones(3)
+    _, _, y0, bad = build_batch(prod, ind, 39 * ones, 50 * ones, 1e8 * ones, None,
+                                {"antigen_negative_fraction": mult}, p)
+    assert not bad
+    neg, pos = np.exp(y0[:, ITN]), np.exp(y0[:, ITP])
+    assert neg[1] / neg[0] == pytest.approx(100.0)
+    # capped at the whole tumour: no antigen-positive cells left, none invented
+    assert neg[2] == pytest.approx(neg[0] + pos[0], rel=1e-6) and pos[2] < 1e-6 * pos[0]
