@@ -187,7 +187,7 @@ def write_variability(omega2: dict[str, float], n: int, seed: int) -> None:
             r["notes"] = "Fitted variance; see docs/validation.md (virtual trials)."
             r["source"] = stamp
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     from cartsim.patient.simulate import _variability
