@@ -258,7 +258,7 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
         _solve_days(P, Y, np.ascontiguousarray(e[:, 0]), np.ascontiguousarray(e[:, 1]), float(day), 1, dt, ok,
                     rtol, atol, MAX_STEPS_PER_DAY, ys[:, day + 1 : day + 2], stats)
         c, i_, b, counts, exposure, given, waived = _end_of_day_batch(
-            Pj, Oj, policy, jnp.asarray(Y), exposure, counts, waived)
+            Pj, Oj, policy, jax.device_put(Y), exposure, counts, waived)
         crs[:, day + 1], icans[:, day + 1], block[:, day + 1] = np.asarray(c), np.asarray(i_), np.asarray(b)
         g = np.asarray(given)
         toci[:, day + 1], dex[:, day + 1] = g[:, 0], g[:, 1]
@@ -272,6 +272,6 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
         toci_late = e[:, :1] * np.exp(-np.asarray(theta.toci_k, dtype=np.float64)[:, None] * tt)
         b_late = toci_late / (toci_late + np.asarray(theta.toci_ec50, dtype=np.float64)[:, None])
         block[:, window + 1 :] = b_late
-        c, i_ = _grade_days(Pj, Oj, ys, block, waived, window + 1)
+        c, i_ = _grade_days(Pj, Oj, jax.device_put(ys), jax.device_put(block), waived, window + 1)
         crs[:, window + 1 :], icans[:, window + 1 :] = np.asarray(c), np.asarray(i_)
     return DailyOutput(y=ys, crs=crs, icans=icans, toci=toci, dex=dex, toci_block=block, ok=ok)

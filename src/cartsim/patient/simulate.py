@@ -198,7 +198,7 @@ def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n:
     block = np.asarray(out.toci_block[:n])
     th = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], theta)
     ob = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], obs)
-    o = {k: np.asarray(v) for k, v in _observe_jit(jnp.asarray(y), th, ob, jnp.asarray(block)).items()}
+    o = {k: np.asarray(v) for k, v in _observe_jit(jax.device_put(y), th, ob, jax.device_put(block)).items()}
     days = np.arange(y.shape[1], dtype=float)
     aplasia = params.value("bcell.aplasia_threshold")
     cat = M.response_series_batch(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"], aplasia)
