@@ -197,3 +197,16 @@ def test_correlated_random_effects():
 def test_bad_correlations_name_the_field(corr, field):
     with pytest.raises(InputError, match=field.replace("[", r"\[").replace("]", r"\]")):
         run_trial(load_trial("zuma-1", n=2, correlations=corr))
+
+
+def test_exposure_spread_and_responder_ratio_endpoints():
+    from cartsim.population.endpoints import _geo_ratio, _log_sd
+
+    rng = np.random.default_rng(1)
+    x = np.exp(rng.normal(3.0, 0.8, 20000))
+    assert _log_sd(x) == pytest.approx(0.8, rel=0.02)
+    resp = np.arange(x.size) % 2 == 0
+    x2 = np.where(resp, 2.0 * x, x)  # responders expand twice as much
+    assert _geo_ratio(x2, resp) == pytest.approx(2.0, rel=0.05)
+    assert _geo_ratio(x2, np.zeros(x.size, bool)) is None  # no responders: undefined, not 0
+    assert _log_sd(np.array([np.nan, 5.0])) is None

@@ -82,6 +82,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["cmax_copies_median"] = _median(num("cmax_copies_per_ug"))
     out["tmax_median_days"] = _median(num("tmax_days"))
     out["auc_0_28_median"] = _median(num("auc_0_28"))
+    out["cmax_copies_log_sd"] = _log_sd(num("cmax_copies_per_ug"))
     out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), np.isin(best, ["CR", "VGPR", "PR"]))
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
@@ -91,6 +92,13 @@ def summarise_trial(spec, table: pa.Table) -> dict:
         _pct(obj("response_day90") == "CR", "remission_day90", out)
         out["b_cell_return_median_days"] = _median(back)
     return out
+
+
+def _log_sd(x: np.ndarray) -> float | None:
+    """Sample SD of ln(x) over positive finite values: comparable with sqrt(omega^2) of a
+    lognormal between-patient effect (e.g. Stein 2019, Cmax omega^2 0.65)."""
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.std(np.log(x), ddof=1)) if x.size > 1 else None
 
 
 def _geo_ratio(x: np.ndarray, group: np.ndarray) -> float | None:
