@@ -263,12 +263,20 @@ def trial(
     table.add_column("endpoint")
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")
+    fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
     for k, v in result.summary.items():
-        if k.endswith("_ci95") or k.endswith("_iqr"):
+        if k.endswith("_ci95") or k.endswith("_iqr") or k == "baseline":
             continue
         ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
-        fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
         table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
+    for k, v in result.summary.get("baseline", {}).items():  # the virtual population's Table 1
+        if isinstance(v, dict) and "median" in v:
+            text = f"{fmt(v['median'])} ({fmt(v['range'][0])}-{fmt(v['range'][1])})"
+        elif isinstance(v, dict):
+            text = ", ".join(f"{g} {fmt(p)}%" for g, p in v.items())
+        else:
+            text = fmt(v)
+        table.add_row(f"baseline {k}", text, "")
     Console().print(table)
     extra = f", {out/'trajectories.parquet'}" if result.trajectories is not None else ""
     print(f"wrote {out/'patients.parquet'}{extra} and {out/'summary.json'}")

@@ -115,6 +115,9 @@ def test_every_preset_loads():
     ("name: x\nindication: cll\nproduct: axi-cel\nn: 10\n", "indication"),
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\neligibility: {min_burden: -3}\n", "eligibility.min_burden"),
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\ndose: {per_kg: 1e6, flat: 1e8}\n", "dose"),
+    ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\npopulation: {height: {mean: 170}}\n", "population.height"),
+    ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\npopulation: {age_years: {sd: -2}}\n", "population.age_years"),
+    ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\neligibility: {max_age: 0}\n", "eligibility.max_age"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"
@@ -210,3 +213,30 @@ def test_exposure_spread_and_responder_ratio_endpoints():
     assert _geo_ratio(x2, resp) == pytest.approx(2.0, rel=0.05)
     assert _geo_ratio(x2, np.zeros(x.size, bool)) is None  # no responders: undefined, not 0
     assert _log_sd(np.array([np.nan, 5.0])) is None
+
+
+def test_covariates_are_drawn_within_their_ranges_and_eligibility():
+    from cartsim.population.sampling import sample_population
+
+    pop = sample_population("mm", 5, np.arange(20000), bounds={"age_years": (None, 70), "prior_lines": (4, None)})
+    c = pop["covariates"]
+    assert c["age_years"].min() >= 33 and c["age_years"].max() <= 70
+    assert c["prior_lines"].dtype.kind == "i" and c["prior_lines"].min() == 4 and c["prior_lines"].max() <= 16
+    assert set(np.unique(c["extramedullary_disease"])) == {0, 1}
+    assert np.mean(c["extramedullary_disease"]) == pytest.approx(0.39, abs=0.015)
+    assert set(c["age_group"]) <= {"18-39", "40-64", ">=65"}
+    # eligibility on one covariate leaves the others' draws alone
+    free = sample_population("mm", 5, np.arange(20000))["covariates"]
+    assert np.array_equal(free["weight_kg"], c["weight_kg"])
+    assert np.array_equal(free["extramedullary_disease"], c["extramedullary_disease"])
+
+
+def test_trial_population_overrides_reach_the_patient_table_and_summary():
+    spec = load_trial("karmma", n=400, follow_up_days=30,
+                      population={"extramedullary_disease": {"p": 0.1}, "age_years": {"mean": 40, "sd": 3}})
+    res = run_trial(spec)
+    emd = np.asarray(res.patients.column("extramedullary_disease").to_numpy())
+    assert emd.mean() == pytest.approx(0.1, abs=0.04)
+    base = res.summary["baseline"]
+    assert base["extramedullary_disease_pct"] == pytest.approx(100 * emd.mean())
+    assert 37 < base["age_years"]["median"] < 43 and base["age_group_pct"]["18-39"] > 20

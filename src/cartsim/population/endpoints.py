@@ -88,9 +88,33 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
     aplasia = np.where(np.isnan(back), spec.follow_up_days, back) - start
     out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
+    out["baseline"] = _baseline(spec, good)
     if spec.indication == "sle":
         _pct(obj("response_day90") == "CR", "remission_day90", out)
         out["b_cell_return_median_days"] = _median(back)
+    return out
+
+
+def _baseline(spec, good: pa.Table) -> dict:
+    """Baseline characteristics of the evaluated patients, as a trial's Table 1 reports them:
+    median and range of continuous covariates and counts, share (%) of binary ones and of
+    each age group."""
+    from cartsim.population.sampling import age_groups, covariate_model
+
+    out: dict = {}
+    for name, d in covariate_model(spec.indication, spec.population).items():
+        if name not in good.column_names:
+            continue
+        x = _finite(good.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy())
+        if not x.size:
+            continue
+        if d.distribution == "bernoulli":
+            out[f"{name}_pct"] = float(100 * x.mean())
+        else:
+            out[name] = {"median": float(np.median(x)), "range": [float(x.min()), float(x.max())]}
+    if "age_group" in good.column_names:
+        g = np.asarray(good.column("age_group").to_numpy(zero_copy_only=False), dtype=object)
+        out["age_group_pct"] = {lab: float(100 * np.mean(g == lab)) for lab in age_groups()[1]} if g.size else {}
     return out
 
 

@@ -22,14 +22,97 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from cartsim.params import InputError, data_path, load_yaml
+from cartsim.patient._schema import input_error_from
 from cartsim.patient.build import PatientSpec
 from cartsim.patient.simulate import variability
 
 
+class Covariate(BaseModel):
+    """One covariate's between-patient distribution (``params/data/population/*.yaml``).
+
+    ``lognormal``: ``median``, ``cv``; ``normal``: ``mean``, ``sd``; ``lognormal_integer``:
+    a lognormal rounded to whole numbers (counts such as prior lines of therapy);
+    ``bernoulli``: probability ``p`` of 1. Continuous and count covariates are truncated
+    to ``[min, max]`` (drawn by inversion, exact).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    distribution: Literal["lognormal", "normal", "lognormal_integer", "bernoulli"]
+    median: float | None = Field(None, gt=0)
+    cv: float | None = Field(None, gt=0)
+    mean: float | None = None
+    sd: float | None = Field(None, gt=0)
+    p: float | None = Field(None, ge=0, le=1)
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    description: str = ""
+    source: str = "model assumption"
+    evidence: str = "assumption"
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Covariate":
+        need = {"lognormal": ("median", "cv", "min", "max"), "lognormal_integer": ("median", "cv", "min", "max"),
+                "normal": ("mean", "sd", "min", "max"), "bernoulli": ("p",)}[self.distribution]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.distribution} covariate needs {', '.join(missing)}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.distribution.startswith("lognormal") and self.min is not None and self.min < 0:
+            raise ValueError("a lognormal covariate has min >= 0")
+        return self
+
+
+#: Covariates every virtual patient has; the population files may add others.
+REQUIRED_COVARIATES = ("weight_kg", "tumour_burden", "age_years")
+
+
 @functools.cache
-def covariate_model(indication: str) -> dict:
-    return load_yaml(data_path("population", f"{indication}.yaml"))
+def _file_covariates(indication: str) -> dict[str, Covariate]:
+    raw = load_yaml(data_path("population", f"{indication}.yaml"))
+    out = {k: Covariate.model_validate(v) for k, v in raw.items() if k not in ("indication", "age_groups")}
+    for k in REQUIRED_COVARIATES:
+        if k not in out:
+            raise InputError(f"population/{indication}.yaml", k, "a distribution for every required covariate")
+    return out
+
+
+def covariate_model(indication: str, overrides: dict | None = None) -> dict[str, Covariate]:
+    """The indication's covariate distributions, with ``overrides`` (a trial's ``population``)
+    merged field by field: e.g. ``{"age_years": {"mean": 61, "sd": 10}}``."""
+    base = _file_covariates(indication)
+    if not overrides:
+        return base
+    out = dict(base)
+    for name, fields in overrides.items():
+        if name not in base:
+            raise InputError(f"population.{name}", name, f"a covariate of {indication}: {', '.join(base)}")
+        merged = {**base[name].model_dump(exclude_unset=True), **dict(fields)}
+        if "distribution" in fields and fields["distribution"] != base[name].distribution:
+            merged = dict(fields)  # a different distribution replaces the whole entry
+        try:
+            out[name] = Covariate.model_validate(merged)
+        except ValidationError as err:
+            raise input_error_from(err, f"population.{name}") from None
+    return out
+
+
+@functools.cache
+def age_groups() -> tuple[tuple[float, ...], tuple[str, ...], str]:
+    """Cut points (years), labels and source of the age groups reported per patient."""
+    raw = load_yaml(data_path("population", "age_groups.yaml"))
+    return tuple(float(c) for c in raw["cuts"]), tuple(raw["labels"]), raw["source"]
+
+
+def age_group(age_years: np.ndarray) -> np.ndarray:
+    cuts, labels, _ = age_groups()
+    return np.asarray(labels, dtype=object)[np.searchsorted(np.asarray(cuts), np.asarray(age_years), side="right")]
 
 
 def _stream(name: str) -> int:
@@ -62,17 +145,29 @@ def _blocked(seed: int, idx: np.ndarray, streams: tuple[int, ...], kind: str) ->
     return out
 
 
-def _truncated_lognormal(u: np.ndarray, d: dict, lo=None, hi=None) -> np.ndarray:
-    lo = max(d["min"], lo if lo is not None else -math.inf)
-    hi = min(d["max"], hi if hi is not None else math.inf)
+def _truncated(u: np.ndarray, d: Covariate, lo=None, hi=None) -> np.ndarray:
+    """Inverse-CDF draw of covariate ``d`` from uniforms ``u``, truncated to its own range
+    and to ``[lo, hi]`` (eligibility)."""
+    if d.distribution == "bernoulli":
+        return (u < d.p).astype(np.int64)
+    lo = max(d.min, lo if lo is not None else -math.inf)
+    hi = min(d.max, hi if hi is not None else math.inf)
     if lo > hi:
         raise ValueError(f"empty range [{lo}, {hi}]")
-    sigma = math.sqrt(math.log(1 + d["cv"] ** 2))
-    a = (math.log(lo) - math.log(d["median"])) / sigma if lo > 0 else -math.inf
-    b = (math.log(hi) - math.log(d["median"])) / sigma if math.isfinite(hi) else math.inf
+    integer = d.distribution == "lognormal_integer"
+    if integer:  # whole numbers in [lo, hi]: round half-up of a draw on [lo - 0.5, hi + 0.5)
+        lo, hi = math.ceil(lo) - 0.5, math.floor(hi) + 0.5 - 1e-9
+    if d.distribution == "normal":
+        loc, scale = d.mean, d.sd
+        a, b = (lo - loc) / scale, (hi - loc) / scale
+    else:
+        loc, scale = math.log(d.median), math.sqrt(math.log(1 + d.cv**2))
+        a = (math.log(lo) - loc) / scale if lo > 0 else -math.inf
+        b = (math.log(hi) - loc) / scale if math.isfinite(hi) else math.inf
     pa, pb = ndtr(a), ndtr(b)
     z = ndtri(np.clip(pa + u * (pb - pa), 1e-300, 1 - 1e-16))
-    return np.clip(d["median"] * np.exp(sigma * z), lo, hi)
+    x = np.clip(loc + scale * z if d.distribution == "normal" else d.median * np.exp(scale * z), lo, hi)
+    return np.floor(x + 0.5).astype(np.int64) if integer else x
 
 
 def correlation_factor(names: tuple[str, ...], correlations) -> np.ndarray:
@@ -99,26 +194,36 @@ def correlation_factor(names: tuple[str, ...], correlations) -> np.ndarray:
 
 
 def sample_population(indication: str, seed: int, indices, *, min_burden=None, max_burden=None,
-                      omega2: dict[str, float] | None = None, correlations=None) -> dict:
+                      omega2: dict[str, float] | None = None, correlations=None,
+                      population: dict | None = None, bounds: dict | None = None) -> dict:
     """Covariates and random effects of patients ``indices`` (arrays of shape [n]).
 
-    Returns ``{"weight_kg", "tumour_burden", "random_effects": {name: multipliers}}``.
-    ``omega2`` overrides between-patient variances by name (population calibration); the
-    standard-normal draws do not depend on the variances, so fits use common random numbers.
-    ``correlations`` (see :func:`correlation_factor`) correlates the draws of the random
-    effects; without it they are independent.
+    Returns ``{"weight_kg", "tumour_burden", "covariates": {name: values}, "random_effects":
+    {name: multipliers}}``; ``covariates`` holds every covariate of the indication's
+    population file (weight and burden included) and ``age_group``. ``population``
+    overrides covariate distributions (a trial's ``population``); ``bounds`` maps covariate
+    names to ``(lo, hi)`` eligibility limits (either may be None); ``min_burden`` and
+    ``max_burden`` are the burden's. ``omega2`` overrides between-patient variances by name
+    (population calibration); the standard-normal draws do not depend on the variances, so
+    fits use common random numbers. ``correlations`` (see :func:`correlation_factor`)
+    correlates the draws of the random effects; without it they are independent.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    cov = covariate_model(indication)
+    cov = covariate_model(indication, population)
+    limits = {"tumour_burden": (min_burden, max_burden), **(bounds or {})}
     w2 = {**variability(), **(omega2 or {})}
     names = tuple(w2)
-    u = _blocked(seed, idx, (_stream("weight_kg"), _stream("tumour_burden")), "uniform")
+    cnames = tuple(cov)
+    u = _blocked(seed, idx, tuple(_stream(c) for c in cnames), "uniform")
     z = _blocked(seed, idx, tuple(_stream(n) for n in names), "normal")
     if correlations:
         z = z @ correlation_factor(names, correlations).T
+    covs = {c: _truncated(u[:, k], cov[c], *limits.get(c, (None, None))) for k, c in enumerate(cnames)}
+    covs["age_group"] = age_group(covs["age_years"])
     return {
-        "weight_kg": _truncated_lognormal(u[:, 0], cov["weight_kg"]),
-        "tumour_burden": _truncated_lognormal(u[:, 1], cov["tumour_burden"], min_burden, max_burden),
+        "weight_kg": covs["weight_kg"],
+        "tumour_burden": covs["tumour_burden"],
+        "covariates": covs,
         "random_effects": {n: np.exp(math.sqrt(w2[n]) * z[:, k]) for k, n in enumerate(names)},
     }
 

@@ -33,9 +33,25 @@ class DoseRule(BaseModel):
 
 
 class Eligibility(BaseModel):
+    """Inclusion limits, applied by truncating the covariate distributions (exact, by
+    inversion: a patient outside them is never drawn, so no draws are wasted or skipped)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     min_burden: float | None = Field(None, ge=0)
     max_burden: float | None = Field(None, gt=0)
+    min_age: float | None = Field(None, ge=0)
+    max_age: float | None = Field(None, gt=0)
+    min_prior_lines: int | None = Field(None, ge=0)
+    max_prior_lines: int | None = Field(None, ge=0)
+
+    def bounds(self) -> dict[str, tuple]:
+        """Limits by covariate name (``tumour_burden`` is passed separately)."""
+        out = {}
+        if self.min_age is not None or self.max_age is not None:
+            out["age_years"] = (self.min_age, self.max_age)
+        if self.min_prior_lines is not None or self.max_prior_lines is not None:
+            out["prior_lines"] = (self.min_prior_lines, self.max_prior_lines)
+        return out
 
 
 class Correlation(BaseModel):
@@ -59,6 +75,9 @@ class TrialSpec(BaseModel):
     lymphodepletion: Lymphodepletion | Literal["none", "default"] = "default"
     policy: str = "default"
     eligibility: Eligibility = Eligibility()
+    population: dict[str, dict] = Field(
+        {}, description="covariate distributions replacing the indication's, field by field "
+                        "(params/data/population/<indication>.yaml), e.g. a trial's baseline table")
     n: int = Field(gt=0, le=10_000_000)
     seed: int = Field(0, ge=0)
     follow_up_days: int = Field(365, gt=0, le=3650)

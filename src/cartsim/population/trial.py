@@ -30,7 +30,7 @@ from cartsim.patient.product import Product
 from cartsim.patient.simulate import summarise_batch, trajectories_batch, variability
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
-from cartsim.population.sampling import correlation_factor, sample_population
+from cartsim.population.sampling import correlation_factor, covariate_model, sample_population
 from cartsim.population.spec import TrialSpec
 
 #: Patients per solver block, by engine. Fixed, whatever the chunk size (the last block of
@@ -140,7 +140,8 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     try:
         pop = sample_population(spec.indication, spec.seed, idx, min_burden=spec.eligibility.min_burden,
                                 max_burden=spec.eligibility.max_burden, omega2=omega2,
-                                correlations=spec.correlations)
+                                correlations=spec.correlations, population=spec.population,
+                                bounds=spec.eligibility.bounds())
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
         if spec.dose is not None:
             dose = spec.dose.per_kg * weight if spec.dose.per_kg is not None else np.full(n, spec.dose.flat)
@@ -173,7 +174,8 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
         failed = ~solved & ok[sl]
         reason[sl] = np.where(failed, "solver: step limit reached or non-finite state", reason[sl])
         ok[sl] &= solved
-    table = _table(idx, ok, reason, weight, burden, cols, np.asarray(prod.car_cells(dose), dtype=np.float64))
+    table = _table(idx, ok, reason, weight, burden, cols, np.asarray(prod.car_cells(dose), dtype=np.float64),
+                   pop["covariates"])
     traj_table = None
     if trajs:
         t = {k: np.concatenate([d[k] for d in trajs]) for k in trajs[0]}
@@ -183,10 +185,13 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     return table, traj_table
 
 
-def _table(idx, ok, reason, weight, burden, cols, dose_car) -> pa.Table:
-    """One row per patient; metrics of patients not ok are null."""
+def _table(idx, ok, reason, weight, burden, cols, dose_car, covariates=None) -> pa.Table:
+    """One row per patient; metrics of patients not ok are null; covariates are kept for all."""
     data = {"patient": pa.array(idx.astype(np.int64)), "ok": pa.array(ok), "fail_reason": pa.array(reason.tolist()),
             "weight_kg": _column(weight), "tumour_burden": _column(burden)}
+    for name, v in (covariates or {}).items():
+        if name not in data:
+            data[name] = _column(v)
     for c in METRIC_COLUMNS:
         if c == "dose_car_cells":
             v = np.asarray(dose_car, dtype=np.float64)
@@ -222,6 +227,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
     pol_arrays = policy_arrays(load_policy(spec.policy))
     params = load_parameters() if params is None else params
     correlation_factor(tuple({**variability(), **(omega2 or {})}), spec.correlations)  # input errors now
+    covariate_model(spec.indication, spec.population)
 
     chunk_dir = None
     if out is not None:
