@@ -240,3 +240,14 @@ def test_trial_population_overrides_reach_the_patient_table_and_summary():
     base = res.summary["baseline"]
     assert base["extramedullary_disease_pct"] == pytest.approx(100 * emd.mean())
     assert 37 < base["age_years"]["median"] < 43 and base["age_group_pct"]["18-39"] > 20
+
+
+def test_efs_counts_treatment_failure_at_the_end_of_the_response_window():
+    from cartsim.population.endpoints import _efs, _pfs
+
+    prog = np.array([np.nan, 100.0, np.nan, np.nan])
+    responded = np.array([True, True, False, True])
+    pfs, efs = _pfs(prog, 365), _efs(prog, responded, 365)
+    assert pfs["pfs_365d_pct"] == pytest.approx(75.0)  # one progression
+    assert efs["efs_365d_pct"] == pytest.approx(50.0)  # and one treatment failure
+    assert efs["median_efs_days"] is None or efs["median_efs_days"] >= 100

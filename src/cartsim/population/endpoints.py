@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
+RESPONDED = ("CR", "VGPR", "PR")  # objective response: PR or better
 
 
 def wilson(k: int, n: int) -> tuple[float | None, float | None]:
@@ -65,7 +66,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
                  "product": spec.product if isinstance(spec.product, str) else "custom",
                  "n": int(len(ok_all)), "n_evaluated": n, "n_failed": int((~ok_all).sum()),
                  "seed": spec.seed, "follow_up_days": spec.follow_up_days}
-    _pct(np.isin(best, ["CR", "VGPR", "PR"]), "orr", out)
+    _pct(np.isin(best, RESPONDED), "orr", out)
     _pct(best == "CR", "cr", out)
     _pct(crs >= 1, "crs_any", out)
     _pct(crs >= 3, "crs_grade3plus", out)
@@ -83,8 +84,10 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["tmax_median_days"] = _median(num("tmax_days"))
     out["auc_0_28_median"] = _median(num("auc_0_28"))
     out["cmax_copies_log_sd"] = _log_sd(num("cmax_copies_per_ug"))
-    out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), np.isin(best, ["CR", "VGPR", "PR"]))
+    out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), np.isin(best, RESPONDED))
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
+    responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
+    out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
     aplasia = np.where(np.isnan(back), spec.follow_up_days, back) - start
     out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
@@ -138,21 +141,43 @@ def _geo_ratio(x: np.ndarray, group: np.ndarray) -> float | None:
     return float(np.exp(np.mean(np.log(a)) - np.mean(np.log(b))))
 
 
-def _pfs(progression_day: np.ndarray, follow_up: int) -> dict:
-    """Kaplan-Meier PFS (event: progression or relapse; censored at end of follow-up)."""
+def _km(event_day: np.ndarray, follow_up: int, name: str) -> dict:
+    """Kaplan-Meier estimate (lifelines) of time to ``event_day`` (NaN: no event, censored
+    at the end of follow-up): median with its 95% CI and the rate at 12 months (or the end
+    of follow-up if sooner)."""
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
 
-    events = np.isfinite(progression_day)
-    days = np.where(events, progression_day, follow_up)
+    at = min(365, follow_up)
+    events = np.isfinite(event_day)
+    days = np.where(events, event_day, follow_up)
     if not days.size:
-        return {"median_pfs_days": None, "median_pfs_ci95": [None, None], "pfs_12m_pct": None}
+        return {f"median_{name}_days": None, f"median_{name}_ci95": [None, None], f"{name}_{at}d_pct": None}
     km = KaplanMeierFitter().fit(days, event_observed=events)
     med = km.median_survival_time_
     ci = median_survival_times(km.confidence_interval_)
     lo, hi = (float(v) for v in ci.iloc[0])
+
     def fin(x):
         return None if not np.isfinite(x) else float(x)
-    at = min(365, follow_up)
-    return {"median_pfs_days": fin(med), "median_pfs_ci95": [fin(lo), fin(hi)],
-            f"pfs_{at}d_pct": float(100 * km.predict(at))}
+    return {f"median_{name}_days": fin(med), f"median_{name}_ci95": [fin(lo), fin(hi)],
+            f"{name}_{at}d_pct": float(100 * km.predict(at))}
+
+
+#: Day by which a patient must have responded (PR or better) not to count as a treatment
+#: failure in EFS: ELIANA's primary end point was remission within 3 months (Maude SL et
+#: al. N Engl J Med 2018), and its EFS counts treatment failure as an event.
+EFS_RESPONSE_WINDOW_DAYS = 90
+
+
+def _pfs(progression_day: np.ndarray, follow_up: int) -> dict:
+    """PFS (event: progression or loss of CR; censored at end of follow-up)."""
+    return _km(progression_day, follow_up, "pfs")
+
+
+def _efs(progression_day: np.ndarray, responded: np.ndarray, follow_up: int) -> dict:
+    """EFS (events: progression or loss of CR, and treatment failure, i.e. no PR or better
+    on day 28 or day 90, dated at the end of the response window). Death is not modelled."""
+    window = min(EFS_RESPONSE_WINDOW_DAYS, follow_up)
+    failure = np.where(responded, np.nan, float(window))
+    return _km(np.fmin(progression_day, failure), follow_up, "efs")
