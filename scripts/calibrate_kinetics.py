@@ -66,7 +66,7 @@ def write(values: dict[str, float]) -> None:
                 r["notes"] = (r["notes"] + " " if r["notes"] else "") + f"Previous source: {r['source']}"
             r["source"] = stamp
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
 

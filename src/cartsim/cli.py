@@ -205,17 +205,20 @@ def calibrate(
     n: int = typer.Option(200, min=10, help="virtual patients per trial in each evaluation"),
     max_evals: int = typer.Option(60, "--max-evals", min=1, help="Nelder-Mead evaluations"),
     seed: int = typer.Option(20261122, help="seed of the common random numbers"),
-    write: bool = typer.Option(False, help="store the fitted variances in variability.csv and regenerate the docs"),
+    write: bool = typer.Option(False, help="store the fitted values (variability.csv, parameters.csv) and regenerate the docs"),
     docs: Path = typer.Option(Path("docs/validation.md"), help="validation page regenerated with --write"),
 ) -> None:
-    """Fit between-patient variances to the published trial endpoints (population_targets.csv)."""
-    from cartsim.population.calibrate import fit, write_variability
+    """Fit between-patient variances and typical values by indication to the published trial
+    endpoints (population_targets.csv)."""
+    from cartsim.population.calibrate import fit, write_typical, write_variability
 
-    omega2 = fit(n=n, max_evals=max_evals, seed=seed)
+    omega2, typical = fit(n=n, max_evals=max_evals, seed=seed)
     print("fitted omega^2: " + ", ".join(f"{k}={v:.4g}" for k, v in omega2.items()))
+    print("fitted typical values: " + ", ".join(f"{k}={v:.4g}" for k, v in typical.items()))
     if write:
         write_variability(omega2, n, seed)
-        print("wrote variability.csv; regenerating " + str(docs))
+        write_typical(typical, n, seed)
+        print("wrote variability.csv and parameters.csv; regenerating " + str(docs))
         try:
             _validate(["kinetics", "toxicity", "trials"], docs)
         except typer.Exit:

@@ -40,3 +40,24 @@ def test_every_target_trial_is_a_preset():
     from cartsim.population import list_trials
 
     assert {t.trial for t in C.load_targets()} <= set(list_trials())
+
+
+def test_free_typical_values_are_parameters_and_are_written_with_provenance(tmp_path, monkeypatch):
+    import shutil
+
+    from cartsim.params import data_path, load_parameters
+
+    p = load_parameters()
+    for name, (lo, hi) in C.FREE_TYPICAL.items():
+        assert lo < hi and name in p
+    copy = tmp_path / "parameters.csv"
+    shutil.copy(data_path("parameters.csv"), copy)
+    monkeypatch.setattr(C, "data_path", lambda *parts: copy)
+    name = next(iter(C.FREE_TYPICAL))
+    C.write_typical({name: 3.3e-10}, n=10, seed=1)
+    from cartsim.params.loader import _read_table
+
+    t = _read_table(copy)
+    assert t.value(name) == pytest.approx(3.3e-10) and t[name].evidence == "calibrated"
+    assert "cartsim calibrate" in t[name].source
+    assert len(t) == len(p)  # every other row kept

@@ -171,7 +171,7 @@ def _assemble(product: Product, indication: Indication, weight_kg, tumour_burden
         b_normal = b_normal * (1 - tumour_burden / 100.0)
     target = tumour_burden * per_unit
     # share of antigen-negative escape cells; a random effect spreads it between patients
-    f_neg = np.minimum(indication.antigen_negative_fraction.value * re.get("antigen_negative_fraction", 1.0), 1.0)
+    f_neg = np.minimum(v(f"indication.{indication.name}.antigen_negative_fraction") * re.get("antigen_negative_fraction", 1.0), 1.0)
     capacity = {"marrow_blast_pct": lambda: v("marrow.total_cells") * scale,
                 "marrow_plasma_cell_pct": lambda: v("marrow.total_cells") * scale,
                 "mtv_ml": lambda: indication.burden.max * v("lbcl.cells_per_ml"),

@@ -81,7 +81,6 @@ class Indication(BaseModel):
     burden: Burden
     default_weight_kg: SourcedValue
     tumour_growth_rate: SourcedValue
-    antigen_negative_fraction: SourcedValue
     b_cell_production_factor: SourcedValue
     lymphodepletion: Lymphodepletion
     marker: Marker | None

@@ -1,4 +1,5 @@
-"""Population calibration: between-patient variances fitted to published trial endpoints.
+"""Population calibration: between-patient variances, and typical values by indication
+that only trial outcomes show, fitted to published trial endpoints.
 
 The typical patient is calibrated first, to kinetic and toxicity targets
 (``scripts/calibrate_kinetics.py``, ``scripts/calibrate_toxicity.py``); this step fits
@@ -6,7 +7,10 @@ what a typical patient cannot show, the spread between patients, which sets resp
 CRS and ICANS *rates*. The free parameters are the variances (omega^2) of three lognormal
 random effects in ``variability.csv``: tumour sensitivity to killing (``kill.gamma``),
 inflammatory responsiveness (``act.K_kill``) and neurotoxicity susceptibility
-(``neuro.K_il6``). Typical values are left alone, so the kinetic fit stays valid.
+(``neuro.K_il6``); and, in ``parameters.csv``, the median share of antigen-negative cells
+at infusion in B-ALL (``indication.b-all.antigen_negative_fraction``), which sets
+CD19-negative relapse and so EFS. None of them moves a typical patient's kinetics, so the
+kinetic fit stays valid.
 
 Targets are the rows of ``params/data/population_targets.csv`` with ``role ==
 calibration``; every one of them is ``verified`` or ``secondary`` (checked on load).
@@ -47,6 +51,13 @@ FREE = {
     "kill.gamma": (0.01, 4.0),
     "act.K_kill": (0.01, 6.0),
     "neuro.K_il6": (0.01, 6.0),
+}
+#: Free typical values (``parameters.csv``) fitted at population level, by indication,
+#: with their bounds: what only a trial's durability shows. The median share of
+#: antigen-negative cells at infusion in B-ALL sets how many complete responders carry a
+#: clone above the extinction size, i.e. CD19-negative relapse (ELIANA EFS at 12 months).
+FREE_TYPICAL = {
+    "indication.b-all.antigen_negative_fraction": (1e-13, 1e-6),
 }
 TARGET_EVIDENCE = ("verified", "secondary")
 
@@ -102,12 +113,16 @@ class Comparison:
 
 
 def simulate_trials(trials, n: int, seed: int = 20261122, omega2: dict | None = None,
-                    progress=None) -> dict[str, dict]:
-    """Summaries of the named trial presets, each with ``n`` virtual patients."""
+                    progress=None, typical: dict | None = None) -> dict[str, dict]:
+    """Summaries of the named trial presets, each with ``n`` virtual patients; ``typical``
+    replaces values of the parameter table (population calibration)."""
+    from cartsim.params import load_parameters
+
+    params = load_parameters().replace(typical, source="population calibration trial") if typical else None
     out = {}
     for name in trials:
         spec = load_trial(name, n=n, seed=seed)
-        out[name] = run_trial(spec, omega2=omega2).summary
+        out[name] = run_trial(spec, omega2=omega2, params=params).summary
         if progress is not None:
             progress(name)
     return out
@@ -139,29 +154,36 @@ def objective(comparisons) -> float:
     return total
 
 
-def fit(n: int = 200, max_evals: int = 60, seed: int = 20261122, log=print) -> dict[str, float]:
-    """Fit the variances in :data:`FREE`; returns the best ``omega2`` found."""
+def fit(n: int = 200, max_evals: int = 60, seed: int = 20261122, log=print) -> tuple[dict[str, float], dict[str, float]]:
+    """Fit the variances in :data:`FREE` and the typical values in :data:`FREE_TYPICAL`
+    (both on a log scale, clipped to their bounds); returns the best ``(omega2, typical)``."""
     from scipy.optimize import minimize
+
+    from cartsim.params import load_parameters
 
     targets = load_targets()
     trials = sorted({t.trial for t in targets if t.role == "calibration"})
-    w0 = variability()
-    lo = np.log([b[0] for b in FREE.values()])
-    hi = np.log([b[1] for b in FREE.values()])
-    x0 = np.clip(np.log([w0[k] for k in FREE]), lo, hi)
+    w0, p0 = variability(), load_parameters()
+    names = list(FREE) + list(FREE_TYPICAL)
+    bounds = [*FREE.values(), *FREE_TYPICAL.values()]
+    lo, hi = np.log([b[0] for b in bounds]), np.log([b[1] for b in bounds])
+    x0 = np.clip(np.log([w0[k] for k in FREE] + [p0.value(k) for k in FREE_TYPICAL]), lo, hi)
     k = [0]
 
+    def split(x):
+        v = dict(zip(names, np.exp(np.clip(x, lo, hi))))
+        return {a: v[a] for a in FREE}, {a: v[a] for a in FREE_TYPICAL}
+
     def cost(x):
-        x = np.clip(x, lo, hi)
-        om = dict(zip(FREE, np.exp(x)))
-        c = objective(compare(targets, simulate_trials(trials, n, seed, om)))
+        om, typ = split(x)
+        c = objective(compare(targets, simulate_trials(trials, n, seed, om, typical=typ)))
         k[0] += 1
-        log(f"  evaluation {k[0]}: " + ", ".join(f"{a}={b:.3g}" for a, b in om.items()) + f"  cost {c:.4g}")
+        log(f"  evaluation {k[0]}: " + ", ".join(f"{a}={b:.3g}" for a, b in {**om, **typ}.items()) + f"  cost {c:.4g}")
         return c
 
     res = minimize(cost, x0, method="Nelder-Mead",
                    options={"maxfev": max_evals, "xatol": 0.05, "fatol": 0.1, "initial_simplex": _simplex(x0, lo, hi)})
-    return dict(zip(FREE, np.exp(np.clip(res.x, lo, hi))))
+    return split(res.x)
 
 
 def _simplex(x0, lo, hi):
@@ -173,23 +195,38 @@ def _simplex(x0, lo, hi):
     return np.array(pts)
 
 
-def write_variability(omega2: dict[str, float], n: int, seed: int) -> None:
-    """Store fitted variances in ``variability.csv`` with their provenance."""
-    path = data_path("variability.csv")
+def _store(file: str, column: str, values: dict[str, float], n: int, seed: int, notes: str | None = None) -> None:
+    """Write fitted ``values`` into ``column`` of the named rows of a data CSV, with their
+    provenance (evidence ``calibrated``, source: this command, date, n and seed)."""
+    path = data_path(file)
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     stamp = (f"cartsim calibrate ({date.today().isoformat()}; n={n} per trial, seed {seed}) to the "
              "calibration rows of population_targets.csv")
     for r in rows:
-        if r["name"] in omega2:
-            r["omega2"] = f"{omega2[r['name']]:.4g}"
+        if r["name"] in values:
+            r[column] = f"{values[r['name']]:.4g}"
             r["evidence"] = "calibrated"
-            r["notes"] = "Fitted variance; see docs/validation.md (virtual trials)."
             r["source"] = stamp
+            if notes is not None:
+                r["notes"] = notes
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+
+
+def write_variability(omega2: dict[str, float], n: int, seed: int) -> None:
+    """Store fitted variances in ``variability.csv`` with their provenance."""
+    _store("variability.csv", "omega2", omega2, n, seed, "Fitted variance; see docs/validation.md (virtual trials).")
     from cartsim.patient.simulate import _variability
 
     _variability.cache_clear()  # later simulations in this process see the new variances
+
+
+def write_typical(values: dict[str, float], n: int, seed: int) -> None:
+    """Store fitted typical values in ``parameters.csv`` with their provenance."""
+    _store("parameters.csv", "value", values, n, seed)
+    from cartsim.params.loader import _default_table
+
+    _default_table.cache_clear()  # later simulations in this process see the new values
