@@ -118,6 +118,9 @@ def test_every_preset_loads():
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\npopulation: {height: {mean: 170}}\n", "population.height"),
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\npopulation: {age_years: {sd: -2}}\n", "population.age_years"),
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\neligibility: {max_age: 0}\n", "eligibility.max_age"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\neligibility: {min_age: 90}\n", "eligibility.min_age"),
+    ("name: x\nindication: sle\nproduct: cd19-sle\nn: 5\neligibility: {max_prior_lines: 2}\n", "eligibility.max_prior_lines"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\neligibility: {min_burden: 50, max_burden: 20}\n", "eligibility.min_burden"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"

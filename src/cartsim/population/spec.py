@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, field_validator, ConfigDict, Field, ValidationError, model_validator
@@ -43,6 +43,10 @@ class Eligibility(BaseModel):
     max_age: float | None = Field(None, gt=0)
     min_prior_lines: int | None = Field(None, ge=0)
     max_prior_lines: int | None = Field(None, ge=0)
+
+    #: eligibility fields by covariate: (lower-limit field, upper-limit field)
+    FIELDS: ClassVar[dict[str, tuple[str, str]]] = {"tumour_burden": ("min_burden", "max_burden"), "age_years": ("min_age", "max_age"),
+              "prior_lines": ("min_prior_lines", "max_prior_lines")}
 
     def bounds(self) -> dict[str, tuple]:
         """Limits by covariate name (``tumour_burden`` is passed separately)."""

@@ -205,6 +205,25 @@ def _table(idx, ok, reason, weight, burden, cols, dose_car, covariates=None) -> 
     return pa.table(data)
 
 
+def _check_eligibility(spec: TrialSpec, cov: dict) -> None:
+    """Eligibility limits must concern a drawn covariate and overlap its range (input errors)."""
+    e = spec.eligibility
+    for name, (f_lo, f_hi) in e.FIELDS.items():
+        lo, hi = getattr(e, f_lo), getattr(e, f_hi)
+        if lo is None and hi is None:
+            continue
+        if name not in cov:
+            raise InputError(f"{spec.name}.eligibility.{f_lo if lo is not None else f_hi}", lo if lo is not None else hi,
+                             f"no limit: {spec.indication} patients have no {name} covariate")
+        d = cov[name]
+        if lo is not None and hi is not None and lo > hi:
+            raise InputError(f"{spec.name}.eligibility.{f_lo}", lo, f"at most {f_hi} ({hi})")
+        if lo is not None and lo > d.max:
+            raise InputError(f"{spec.name}.eligibility.{f_lo}", lo, f"at most {d.max:g}, the largest {name} drawn")
+        if hi is not None and hi < d.min:
+            raise InputError(f"{spec.name}.eligibility.{f_hi}", hi, f"at least {d.min:g}, the smallest {name} drawn")
+
+
 def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
               progress: Callable[[int, int], None] | None = None,
               params: ParameterTable | None = None, omega2: dict[str, float] | None = None,
@@ -227,7 +246,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
     pol_arrays = policy_arrays(load_policy(spec.policy))
     params = load_parameters() if params is None else params
     correlation_factor(tuple({**variability(), **(omega2 or {})}), spec.correlations)  # input errors now
-    covariate_model(spec.indication, spec.population)
+    _check_eligibility(spec, covariate_model(spec.indication, spec.population))
 
     chunk_dir = None
     if out is not None:
