@@ -79,7 +79,7 @@ def scipy_loop(built, policy) -> float:
 def trial_run(n: int, engine: str = "numba") -> float:
     """Wall time of a whole virtual trial as users run it: sampling, build, solve, summaries."""
     t = time.perf_counter()
-    res = run_trial(load_trial("zuma-1", n=n, chunk_size=min(n, 8192)), engine=engine)
+    res = run_trial(load_trial("zuma-1", n=n, chunk_size=min(n, 8192), follow_up_days=DAYS), engine=engine)
     wall = time.perf_counter() - t
     assert res.summary["n"] == n
     return wall

@@ -8,8 +8,8 @@ CRS and ICANS *rates*. The free parameters are the variances (omega^2) of three 
 random effects in ``variability.csv``: tumour sensitivity to killing (``kill.gamma``),
 inflammatory responsiveness (``act.K_kill``) and neurotoxicity susceptibility
 (``neuro.K_il6``); and, in ``parameters.csv``, the median share of antigen-negative cells
-at infusion in B-ALL (``indication.b-all.antigen_negative_fraction``), which sets
-CD19-negative relapse and so EFS. None of them moves a typical patient's kinetics, so the
+at infusion in B-ALL and lymphoma (``indication.<name>.antigen_negative_fraction``),
+which sets CD19-negative relapse and so EFS and ongoing response. None of them moves a typical patient's kinetics, so the
 kinetic fit stays valid.
 
 Targets are the rows of ``params/data/population_targets.csv`` with ``role ==
@@ -54,10 +54,12 @@ FREE = {
 }
 #: Free typical values (``parameters.csv``) fitted at population level, by indication,
 #: with their bounds: what only a trial's durability shows. The median share of
-#: antigen-negative cells at infusion in B-ALL sets how many complete responders carry a
-#: clone above the extinction size, i.e. CD19-negative relapse (ELIANA EFS at 12 months).
+#: antigen-negative cells at infusion sets how many responders carry a clone above the
+#: extinction size, i.e. CD19-negative relapse: in B-ALL (ELIANA EFS at 12 months) and
+#: lymphoma (ZUMA-1 ongoing response at 15.4 months).
 FREE_TYPICAL = {
     "indication.b-all.antigen_negative_fraction": (1e-13, 1e-6),
+    "indication.lbcl.antigen_negative_fraction": (1e-13, 1e-6),
 }
 TARGET_EVIDENCE = ("verified", "secondary")
 

@@ -86,6 +86,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["cmax_copies_log_sd"] = _log_sd(num("cmax_copies_per_ug"))
     out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), np.isin(best, RESPONDED))
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
+    _pct(np.isin(best, RESPONDED) & np.isnan(num("progression_day")), "ongoing_response", out)
     responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
     out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
