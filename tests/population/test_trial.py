@@ -254,3 +254,14 @@ def test_efs_counts_treatment_failure_at_the_end_of_the_response_window():
     assert pfs["pfs_365d_pct"] == pytest.approx(75.0)  # one progression
     assert efs["efs_365d_pct"] == pytest.approx(50.0)  # and one treatment failure
     assert efs["median_efs_days"] is None or efs["median_efs_days"] >= 100
+
+
+def test_the_documented_example_spec_is_valid(tmp_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "trial-schema.md").read_text()
+    f = tmp_path / "example.yaml"
+    f.write_text(doc.split("```yaml\n")[1].split("```")[0])
+    spec = load_trial(f, n=4, follow_up_days=20)
+    res = run_trial(spec)
+    assert res.patients.num_rows == 4 and res.summary["baseline"]["age_years"]["range"][1] <= 75
