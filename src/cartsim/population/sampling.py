@@ -16,14 +16,12 @@ from __future__ import annotations
 import functools
 import math
 import zlib
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr, ndtri
-
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cartsim.params import InputError, data_path, load_yaml
