@@ -188,7 +188,11 @@ def _validation_doc(kind: str, table_md: str, n_bad: int, n: int, n_trial: int =
                   "directly; grade >= 3 is compared for ASTCT and Lee 2014 (vasopressors or high-flow oxygen "
                   "in both) but not for the Penn scale, which grades higher. Neurotoxicity recorded as "
                   "neurological events (ELIANA, JULIET, ZUMA-1) counts events ICANS does not, so it is not "
-                  "fitted. JULIET is held out of the fit (*prediction*). Fit: `cartsim calibrate --write` "
+                  "fitted. Durability: EFS counts no response by day 90 as an event; ZUMA-1 is followed to "
+                  "15.4 months for its ongoing-response rate. The fit sets between-patient variances and the "
+                  "median antigen-negative share in B-ALL and lymphoma; rows without a CI (Cmax spread, "
+                  "responder/non-responder Cmax ratio, median PFS) are shown, not judged. JULIET is held "
+                  "out of the fit (*prediction*). Fit: `cartsim calibrate --write` "
                   "(src/cartsim/population/calibrate.py).",
     }[kind]
     return (
