@@ -272,7 +272,7 @@ def trial(
     table.add_column("95% CI", justify="right")
     fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
     for k, v in result.summary.items():
-        if k.endswith("_ci95") or k.endswith("_iqr") or k == "baseline":
+        if k.endswith("_ci95") or k.endswith("_iqr") or k in ("baseline", "subgroups"):
             continue
         ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
         table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
@@ -285,6 +285,17 @@ def trial(
             text = fmt(v)
         table.add_row(f"baseline {k}", text, "")
     Console().print(table)
+    for name, levels in result.summary.get("subgroups", {}).items():
+        sub = Table(title=f"by {name}")
+        sub.add_column(name)
+        sub.add_column("n", justify="right")
+        for e in ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus"):
+            sub.add_column(f"{e} %", justify="right")
+        for level, row in levels.items():
+            sub.add_row(level, str(row["n"]), *(
+                "n/a" if row[f"{e}_pct"] is None else f"{row[f'{e}_pct']:.3g} ({fmt(row[f'{e}_ci95'][0])}-{fmt(row[f'{e}_ci95'][1])})"
+                for e in ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus")))
+        Console().print(sub)
     extra = f", {out/'trajectories.parquet'}" if result.trajectories is not None else ""
     print(f"wrote {out/'patients.parquet'}{extra} and {out/'summary.json'}")
 

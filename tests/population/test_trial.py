@@ -121,6 +121,7 @@ def test_every_preset_loads():
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\neligibility: {min_age: 90}\n", "eligibility.min_age"),
     ("name: x\nindication: sle\nproduct: cd19-sle\nn: 5\neligibility: {max_prior_lines: 2}\n", "eligibility.max_prior_lines"),
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\neligibility: {min_burden: 50, max_burden: 20}\n", "eligibility.min_burden"),
+    ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\nsubgroups: [height]\n", "subgroups[0]"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"
@@ -265,3 +266,16 @@ def test_the_documented_example_spec_is_valid(tmp_path):
     spec = load_trial(f, n=4, follow_up_days=20)
     res = run_trial(spec)
     assert res.patients.num_rows == 4 and res.summary["baseline"]["age_years"]["range"][1] <= 75
+
+
+def test_subgroups_split_the_evaluated_patients():
+    spec = load_trial("karmma", n=90, follow_up_days=30, subgroups=["tumour_burden", "extramedullary_disease"])
+    res = run_trial(spec)
+    n = res.summary["n_evaluated"]
+    burden = res.summary["subgroups"]["tumour_burden"]
+    assert len(burden) == 3 and sum(v["n"] for v in burden.values()) == n
+    emd = res.summary["subgroups"]["extramedullary_disease"]
+    assert set(emd) <= {"0", "1"} and sum(v["n"] for v in emd.values()) == n
+    for row in burden.values():
+        lo, hi = row["crs_any_ci95"]
+        assert lo <= row["crs_any_pct"] <= hi

@@ -93,6 +93,8 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     aplasia = np.where(np.isnan(back), spec.follow_up_days, back) - start
     out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
     out["baseline"] = _baseline(spec, good)
+    if getattr(spec, "subgroups", None):
+        out["subgroups"] = {name: _subgroup(good.column(name), best, crs, icans) for name in spec.subgroups}
     if spec.indication == "sle":
         _pct(obj("response_day90") == "CR", "remission_day90", out)
         out["b_cell_return_median_days"] = _median(back)
@@ -119,6 +121,35 @@ def _baseline(spec, good: pa.Table) -> dict:
     if "age_group" in good.column_names:
         g = np.asarray(good.column("age_group").to_numpy(zero_copy_only=False), dtype=object)
         out["age_group_pct"] = {lab: float(100 * np.mean(g == lab)) for lab in age_groups()[1]} if g.size else {}
+    return out
+
+
+#: Endpoints reported per subgroup (each with its Wilson 95% CI).
+SUBGROUP_ENDPOINTS = ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus")
+
+
+def _subgroup(column: pa.ChunkedArray, best: np.ndarray, crs: np.ndarray, icans: np.ndarray) -> dict:
+    """Endpoints by level of one covariate, as a trial's forest plot reports them.
+
+    Categories (text, binary, counts with at most 6 values) are their own levels;
+    continuous covariates are cut at the tertiles of the simulated population (the level
+    names give the cut points).
+    """
+    values = np.asarray(column.to_numpy(zero_copy_only=False))
+    if values.dtype.kind in "fi" and not (values.dtype.kind == "i" and np.unique(values).size <= 6):
+        x = values.astype(float)
+        lo, hi = np.nanquantile(x, [1 / 3, 2 / 3]) if np.isfinite(x).any() else (np.nan, np.nan)
+        levels = {f"< {lo:.3g}": x < lo, f"{lo:.3g} to < {hi:.3g}": (x >= lo) & (x < hi), f">= {hi:.3g}": x >= hi}
+    else:
+        levels = {str(v): values == v for v in sorted(set(values.tolist()), key=str)}
+    flags = {"orr": np.isin(best, RESPONDED), "cr": best == "CR", "crs_any": crs >= 1, "crs_grade3plus": crs >= 3,
+             "icans_any": icans >= 1, "icans_grade3plus": icans >= 3}
+    out = {}
+    for level, mask in levels.items():
+        row: dict = {"n": int(mask.sum())}
+        for e in SUBGROUP_ENDPOINTS:
+            _pct(flags[e][mask], e, row)
+        out[level] = row
     return out
 
 

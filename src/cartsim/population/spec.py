@@ -86,6 +86,8 @@ class TrialSpec(BaseModel):
     seed: int = Field(0, ge=0)
     follow_up_days: int = Field(365, gt=0, le=3650)
     chunk_size: int = Field(4096, gt=0, le=100_000)
+    subgroups: list[str] = Field(
+        [], description="covariates (or age_group) whose levels get their own endpoints with CIs")
     correlations: list[Correlation] = Field(
         [], description="correlated random effects (names from variability.csv); default independent")
     keep_trajectories: int | list[int] = Field(

@@ -246,7 +246,11 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
     pol_arrays = policy_arrays(load_policy(spec.policy))
     params = load_parameters() if params is None else params
     correlation_factor(tuple({**variability(), **(omega2 or {})}), spec.correlations)  # input errors now
-    _check_eligibility(spec, covariate_model(spec.indication, spec.population))
+    cov = covariate_model(spec.indication, spec.population)
+    _check_eligibility(spec, cov)
+    for k, name in enumerate(spec.subgroups):
+        if name not in (*cov, "age_group"):
+            raise InputError(f"{spec.name}.subgroups[{k}]", name, f"a covariate: {', '.join((*cov, 'age_group'))}")
 
     chunk_dir = None
     if out is not None:
