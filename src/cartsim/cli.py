@@ -240,6 +240,8 @@ def trial(
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     keep_trajectories: Optional[int] = typer.Option(
         None, "--keep-trajectories", help="keep the daily trajectories of the first K patients (trajectories.parquet)"),
+    subgroups: Optional[str] = typer.Option(
+        None, "--subgroups", help="comma-separated covariates to report endpoints by, e.g. tumour_burden,age_group"),
 ) -> None:
     """Run a virtual trial: per-patient table and endpoints with 95% CIs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -252,7 +254,9 @@ def trial(
     for name, value in (("seed", seed), ("keep_trajectories", keep_trajectories)):
         if value is not None and value < 0:
             raise InputError(name, value, "a non-negative whole number")
-    trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size, keep_trajectories=keep_trajectories)
+    groups = None if subgroups is None else [g.strip() for g in subgroups.split(",") if g.strip()]
+    trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size, keep_trajectories=keep_trajectories,
+                            subgroups=groups)
     from rich.console import Console
 
     with Progress(TextColumn(f"{trial_spec.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

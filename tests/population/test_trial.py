@@ -279,3 +279,10 @@ def test_subgroups_split_the_evaluated_patients():
     for row in burden.values():
         lo, hi = row["crs_any_ci95"]
         assert lo <= row["crs_any_pct"] <= hi
+
+
+def test_cli_subgroups_option(tmp_path, capsys):
+    assert main(["trial", "zuma-1", "--n", "6", "--out", str(tmp_path), "--json", "--subgroups", "age_group"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sum(v["n"] for v in out["subgroups"]["age_group"].values()) == out["n_evaluated"]
+    assert main(["trial", "zuma-1", "--n", "6", "--out", str(tmp_path), "--subgroups", "shoe_size"]) == 2
