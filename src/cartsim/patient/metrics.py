@@ -30,79 +30,9 @@ def kinetic_metrics(days: np.ndarray, cells_ul: np.ndarray, copies: np.ndarray) 
     return {k: (None if not np.isfinite(v[0]) else float(v[0])) for k, v in out.items()}
 
 
-def response_series(ind: Indication, burden: np.ndarray, marker: np.ndarray,
-                    b_cells_ul: np.ndarray, aplasia_threshold: float) -> np.ndarray:
-    """Daily response category (index into RESPONSES) by the indication's criteria."""
-    return response_series_batch(ind, np.asarray(burden)[None], np.asarray(marker)[None],
-                                 np.asarray(b_cells_ul)[None], aplasia_threshold)[0]
-
-
-def progression_day(days, category: np.ndarray) -> float | None:
-    """First day after infusion with progressive disease (PD), or None."""
-    pd = np.nonzero(category[1:] == RESPONSES.index("PD"))[0]
-    return None if pd.size == 0 else float(days[1 + int(pd[0])])
-
-
-def relapse(days, category: np.ndarray, target_pos: np.ndarray, target_neg: np.ndarray) -> dict:
-    """First loss of a CR (back to PD/SD/PR after CR): day and antigen status.
-
-    ``progression_day`` (the PFS event) is the earlier of that relapse and the first PD.
-    """
-    out = _relapse(days, category, target_pos, target_neg)
-    pd = progression_day(days, category)
-    events = [d for d in (out["relapse_day"], pd) if d is not None]
-    out["progression_day"] = min(events) if events else None
-    return out
-
-
-def _relapse(days, category, target_pos, target_neg) -> dict:
-    cr = category == RESPONSES.index("CR")
-    if not cr.any():
-        return {"relapse_day": None, "relapse_antigen": None, "best_response": RESPONSES[int(category.min())]}
-    first_cr = int(np.argmax(cr))
-    lost = np.nonzero(~cr[first_cr:])[0]
-    if lost.size == 0:
-        return {"relapse_day": None, "relapse_antigen": None, "best_response": "CR"}
-    i = first_cr + int(lost[0])
-    antigen = "negative" if target_neg[i] > target_pos[i] else "positive"
-    return {"relapse_day": float(days[i]), "relapse_antigen": antigen, "best_response": "CR"}
-
-
-def b_cell_recovery(days, b_ul, aplasia_threshold: float, recovery_threshold: float) -> dict:
-    aplastic = b_ul < aplasia_threshold
-    if not aplastic.any():
-        return {"b_cell_aplasia_day": None, "b_cell_recovery_day": None}
-    start = int(np.argmax(aplastic))
-    back = np.nonzero(b_ul[start:] >= recovery_threshold)[0]
-    rec = None
-    if back.size:
-        j = start + int(back[0])
-        rec = float(days[j])
-        if j > 0 and b_ul[j - 1] > 0:  # log-linear interpolation of the crossing
-            lo, hi = math.log(b_ul[j - 1]), math.log(b_ul[j])
-            if hi > lo:
-                rec = float(days[j - 1] + (days[j] - days[j - 1]) * (math.log(recovery_threshold) - lo) / (hi - lo))
-    return {"b_cell_aplasia_day": float(days[start]), "b_cell_recovery_day": rec}
-
-
-def toxicity_metrics(days, grade: np.ndarray, prefix: str) -> dict:
-    on = grade >= 1
-    return {
-        f"{prefix}_max_grade": int(grade.max()),
-        f"{prefix}_onset_day": float(days[int(np.argmax(on))]) if on.any() else None,
-        f"{prefix}_duration_days": int(on.sum()),
-    }
-
-
-def response_at(days, category, day: float) -> str | None:
-    idx = np.nonzero(days == day)[0]
-    return None if idx.size == 0 else RESPONSES[int(category[idx[0]])]
-
-
-# --- Batched versions -------------------------------------------------------------------
-# The functions below compute the same metrics as above for a whole block of patients at
-# once (arrays of shape [batch, days + 1]), so a trial never loops over patients in Python.
-# tests/patient/test_metrics_batch.py checks them against the per-patient functions.
+# The rules below work on a whole block of patients at once (arrays of shape [batch,
+# days + 1]), so a trial never loops over patients in Python; a single patient is a block
+# of one (cartsim.patient.simulate.summarise), so each rule has one implementation.
 
 def _first(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the first True along the last axis and whether there is one."""
@@ -173,7 +103,8 @@ def kinetic_metrics_batch(days: np.ndarray, cells_ul: np.ndarray, copies: np.nda
 
 def response_series_batch(ind: Indication, burden: np.ndarray, marker: np.ndarray,
                           b_cells_ul: np.ndarray, aplasia_threshold: float) -> np.ndarray:
-    """:func:`response_series` for arrays ``[batch, T]``."""
+    """Daily response category (index into RESPONSES) by the indication's criteria, for
+    arrays ``[batch, T]``."""
     r = ind.response
     if ind.marker is None:
         value = burden

@@ -150,30 +150,27 @@ def simulate_many(cases, *, days: int = 365, policy: str | ManagementPolicy = "d
 
 
 def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int = 0) -> SimulationResult:
-    y = np.asarray(out.y[i])
     one = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], (theta, obs))
-    daily = trajectories_batch(ind, *one, type(out)(*(np.asarray(f)[i : i + 1] for f in out)), [0], params)
+    out1 = type(out)(*(np.asarray(f)[i : i + 1] for f in out))
+    daily = trajectories_batch(ind, *one, out1, [0], params)
     del daily["row"]
-    o, days = daily, daily["day"]
-    aplasia = params.value("bcell.aplasia_threshold")
-    cat = np.array([M.RESPONSES.index(r) for r in daily["response"]])
-    met = M.kinetic_metrics(days, o["car_t_cells_per_ul"], o["car_t_copies_per_ug"])
+    # the trial's batched metrics on this one patient: one implementation of every rule
+    o = {k: v[None] for k, v in daily.items() if k in _SUMMARY_OBS}
+    met = {k: _scalar(v[0]) for k, v in _metrics(ind, o, out1, params, 1).items()}
     met.update({
-        "response_day28": M.response_at(days, cat, 28.0),
-        "response_day90": M.response_at(days, cat, 90.0),
-        **M.relapse(days, cat, np.exp(y[:, ITP]), np.exp(y[:, ITN])),
-        **M.toxicity_metrics(days, daily["crs_grade"], "crs"),
-        **M.toxicity_metrics(days, daily["icans_grade"], "icans"),
-        "tocilizumab_doses": int(daily["tocilizumab_doses"].sum()),
-        "dexamethasone_doses": int(daily["dexamethasone_doses"].sum()),
-        "il6_max_pg_per_ml": float(o["il6_pg_per_ml"].max()),
-        **M.b_cell_recovery(days, o["b_cells_per_ul"], aplasia, params.value("bcell.recovery_threshold")),
         "dose_car_cells": float(prod.car_cells(spec.dose_cells)),
         "weight_kg": float(spec.weight_kg),
         "tumour_burden_baseline": float(spec.tumour_burden),
         "ok": bool(out.ok[i]),
     })
     return SimulationResult(ind, prod, spec, daily, met, bool(out.ok[i]))
+
+
+def _scalar(x):
+    """A batched metric's value as a plain Python value (NaN and missing as None)."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 _SUMMARY_OBS = ("car_t_cells_per_ul", "car_t_copies_per_ug", "tumour_burden", "marker", "b_cells_per_ul",
@@ -199,6 +196,13 @@ def summarise_batch(ind: Indication, theta, obs, out, params: ParameterTable, n:
     th = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], theta)
     ob = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n, None], obs)
     o = {k: np.asarray(v) for k, v in _observe_jit(jax.device_put(y), th, ob, jax.device_put(block)).items()}
+    return _metrics(ind, o, out, params, n)
+
+
+def _metrics(ind: Indication, o: dict, out, params: ParameterTable, n: int) -> dict:
+    """Per-patient metrics of the first ``n`` patients of ``out`` from their daily
+    observations ``o`` (the :data:`_SUMMARY_OBS` columns, arrays ``[n, days + 1]``)."""
+    y = np.asarray(out.y[:n])
     days = np.arange(y.shape[1], dtype=float)
     aplasia = params.value("bcell.aplasia_threshold")
     cat = M.response_series_batch(ind, o["tumour_burden"], o["marker"], o["b_cells_per_ul"], aplasia)
