@@ -154,9 +154,9 @@ def outcome_metrics_batch(days, category, target_pos, target_neg) -> dict:
     pd_day = np.where(any_pd, days[pd_i], np.nan)
     best = np.where(any_cr, RESPONSES.index("CR"), category.min(axis=1))
     return {
-        "best_response": np.array(RESPONSES, dtype=object)[best],
         "relapse_day": relapse_day,
         "relapse_antigen": np.where(relapsed, np.where(neg, "negative", "positive"), None),
+        "best_response": np.array(RESPONSES, dtype=object)[best],
         "progression_day": np.fmin(relapse_day, pd_day),
     }
 

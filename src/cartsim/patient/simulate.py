@@ -156,7 +156,7 @@ def summarise(ind, prod, spec, theta, obs, out, params: ParameterTable, i: int =
     del daily["row"]
     # the trial's batched metrics on this one patient: one implementation of every rule
     o = {k: v[None] for k, v in daily.items() if k in _SUMMARY_OBS}
-    met = {k: _scalar(v[0]) for k, v in _metrics(ind, o, out1, params, 1).items()}
+    met = {k: _scalar(v[0]) for k, v in _metrics(ind, o, out1, params, 1).items() if k != "ok"}
     met.update({
         "dose_car_cells": float(prod.car_cells(spec.dose_cells)),
         "weight_kg": float(spec.weight_kg),
