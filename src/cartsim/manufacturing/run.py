@@ -22,7 +22,7 @@ from cartsim.manufacturing.process import (
     manufacturing_parameters,
 )
 from cartsim.params import InputError, ParameterTable
-from cartsim.patient.product import DoseSpec, Product, load_product
+from cartsim.patient.product import Product, dose_cells, load_product
 
 #: Indications with a patient population in manufacturing_parameters.csv.
 POPULATIONS = ("b-all", "lbcl", "mm", "sle")
@@ -161,22 +161,6 @@ def _duration(d: Duration, z: np.ndarray, u: np.ndarray) -> np.ndarray:
     if d.dist == "lognormal":
         return d.value * np.exp(d.log_sd * z)
     return -d.value * np.log1p(-u)          # exponential with mean d.value
-
-
-def dose_cells(dose: DoseSpec, weight_kg) -> np.ndarray:
-    """Vectorised :meth:`DoseSpec.cells`."""
-    w = np.asarray(weight_kg, dtype=float)
-    if dose.per_kg is None:
-        cells = np.full(w.shape, dose.flat.value)  # type: ignore[union-attr]
-    else:
-        per_kg = dose.per_kg.value * w
-        if dose.flat is not None and dose.per_kg_max_weight_kg is not None:
-            cells = np.where(w <= dose.per_kg_max_weight_kg.value, per_kg, dose.flat.value)
-        else:
-            cells = per_kg
-    if dose.cap is not None:
-        cells = np.minimum(cells, dose.cap.value)
-    return cells
 
 
 # --- one attempt ------------------------------------------------------------------------

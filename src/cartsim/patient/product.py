@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cartsim.params import InputError, Sourced, data_path, load_yaml, read_user_yaml
@@ -49,6 +50,22 @@ class DoseSpec(BaseModel):
         if self.cap is not None:
             cells = min(cells, self.cap.value)
         return cells
+
+
+def dose_cells(dose: DoseSpec, weight_kg) -> np.ndarray:
+    """Vectorised :meth:`DoseSpec.cells` (cells for an array of body weights)."""
+    w = np.asarray(weight_kg, dtype=float)
+    if dose.per_kg is None:
+        cells = np.full(w.shape, dose.flat.value)  # type: ignore[union-attr]
+    else:
+        per_kg = dose.per_kg.value * w
+        if dose.flat is not None and dose.per_kg_max_weight_kg is not None:
+            cells = np.where(w <= dose.per_kg_max_weight_kg.value, per_kg, dose.flat.value)
+        else:
+            cells = per_kg
+    if dose.cap is not None:
+        cells = np.minimum(cells, dose.cap.value)
+    return cells
 
 
 class Product(BaseModel):

@@ -27,9 +27,11 @@ class DoseRule(BaseModel):
             raise ValueError("give exactly one of per_kg or flat")
         return self
 
-    def cells(self, weight_kg: float) -> float:
-        cells = self.per_kg * weight_kg if self.per_kg is not None else self.flat
-        return min(cells, self.cap) if self.cap is not None else cells  # type: ignore[return-value]
+    def cells(self, weight_kg) -> np.ndarray:
+        """Cells for an array of body weights."""
+        w = np.asarray(weight_kg, dtype=float)
+        cells = self.per_kg * w if self.per_kg is not None else np.full(w.shape, self.flat)
+        return np.minimum(cells, self.cap) if self.cap is not None else cells
 
 
 class Eligibility(BaseModel):

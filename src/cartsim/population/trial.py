@@ -26,7 +26,7 @@ from cartsim.patient import NO_LYMPHODEPLETION, load_indication, load_policy, lo
 from cartsim.patient.build import build_batch
 from cartsim.patient.fast_solver import solve_batch_fast
 from cartsim.patient.interventions import policy_arrays
-from cartsim.patient.product import Product
+from cartsim.patient.product import Product, dose_cells
 from cartsim.patient.simulate import summarise_batch, trajectories_batch, variability
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
@@ -143,11 +143,7 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
                                 correlations=spec.correlations, population=spec.population,
                                 bounds=spec.eligibility.bounds())
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
-        if spec.dose is not None:
-            dose = spec.dose.per_kg * weight if spec.dose.per_kg is not None else np.full(n, spec.dose.flat)
-            dose = np.minimum(dose, spec.dose.cap) if spec.dose.cap is not None else dose
-        else:
-            dose = np.array([prod.dose.cells(float(w)) for w in weight])
+        dose = spec.dose.cells(weight) if spec.dose is not None else dose_cells(prod.dose, weight)
         theta, obs, y0, bad = build_batch(prod, ind, weight, burden, dose, ld, pop["random_effects"], params)
     except Exception as err:  # the whole chunk could not be set up: flagged, never fatal
         nan = np.full(n, np.nan)
