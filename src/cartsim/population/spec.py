@@ -47,17 +47,14 @@ class Eligibility(BaseModel):
     max_prior_lines: int | None = Field(None, ge=0)
 
     #: eligibility fields by covariate: (lower-limit field, upper-limit field)
-    FIELDS: ClassVar[dict[str, tuple[str, str]]] = {"tumour_burden": ("min_burden", "max_burden"), "age_years": ("min_age", "max_age"),
-              "prior_lines": ("min_prior_lines", "max_prior_lines")}
+    FIELDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "tumour_burden": ("min_burden", "max_burden"), "age_years": ("min_age", "max_age"),
+        "prior_lines": ("min_prior_lines", "max_prior_lines")}
 
     def bounds(self) -> dict[str, tuple]:
-        """Limits by covariate name (``tumour_burden`` is passed separately)."""
-        out = {}
-        if self.min_age is not None or self.max_age is not None:
-            out["age_years"] = (self.min_age, self.max_age)
-        if self.min_prior_lines is not None or self.max_prior_lines is not None:
-            out["prior_lines"] = (self.min_prior_lines, self.max_prior_lines)
-        return out
+        """The limits that are set, by covariate name: ``{name: (lower, upper)}``."""
+        limits = {name: (getattr(self, lo), getattr(self, hi)) for name, (lo, hi) in self.FIELDS.items()}
+        return {name: b for name, b in limits.items() if b != (None, None)}
 
 
 class Correlation(BaseModel):

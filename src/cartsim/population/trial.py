@@ -138,10 +138,8 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     reason = np.full(n, "", dtype=object)
     cols: dict[str, np.ndarray] = {}
     try:
-        pop = sample_population(spec.indication, spec.seed, idx, min_burden=spec.eligibility.min_burden,
-                                max_burden=spec.eligibility.max_burden, omega2=omega2,
-                                correlations=spec.correlations, population=spec.population,
-                                bounds=spec.eligibility.bounds())
+        pop = sample_population(spec.indication, spec.seed, idx, omega2=omega2, correlations=spec.correlations,
+                                population=spec.population, bounds=spec.eligibility.bounds())
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
         dose = spec.dose.cells(weight) if spec.dose is not None else dose_cells(prod.dose, weight)
         theta, obs, y0, bad = build_batch(prod, ind, weight, burden, dose, ld, pop["random_effects"], params)
@@ -204,10 +202,8 @@ def _table(idx, ok, reason, weight, burden, cols, dose_car, covariates=None) -> 
 def _check_eligibility(spec: TrialSpec, cov: dict) -> None:
     """Eligibility limits must concern a drawn covariate and overlap its range (input errors)."""
     e = spec.eligibility
-    for name, (f_lo, f_hi) in e.FIELDS.items():
-        lo, hi = getattr(e, f_lo), getattr(e, f_hi)
-        if lo is None and hi is None:
-            continue
+    for name, (lo, hi) in e.bounds().items():
+        f_lo, f_hi = e.FIELDS[name]
         if name not in cov:
             raise InputError(f"{spec.name}.eligibility.{f_lo if lo is not None else f_hi}", lo if lo is not None else hi,
                              f"no limit: {spec.indication} patients have no {name} covariate")
