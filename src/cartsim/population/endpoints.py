@@ -14,6 +14,8 @@ import pyarrow as pa
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 RESPONDED = ("CR", "VGPR", "PR")  # objective response: PR or better
+#: Response and toxicity rates, overall and per subgroup (each with its Wilson 95% CI).
+SUBGROUP_ENDPOINTS = ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus")
 
 
 def wilson(k: int, n: int) -> tuple[float | None, float | None]:
@@ -66,12 +68,11 @@ def summarise_trial(spec, table: pa.Table) -> dict:
                  "product": spec.product if isinstance(spec.product, str) else "custom",
                  "n": int(len(ok_all)), "n_evaluated": n, "n_failed": int((~ok_all).sum()),
                  "seed": spec.seed, "follow_up_days": spec.follow_up_days}
-    _pct(np.isin(best, RESPONDED), "orr", out)
-    _pct(best == "CR", "cr", out)
-    _pct(crs >= 1, "crs_any", out)
-    _pct(crs >= 3, "crs_grade3plus", out)
-    _pct(icans >= 1, "icans_any", out)
-    _pct(icans >= 3, "icans_grade3plus", out)
+    responders = np.isin(best, RESPONDED)
+    flags = {"orr": responders, "cr": best == "CR", "crs_any": crs >= 1, "crs_grade3plus": crs >= 3,
+             "icans_any": icans >= 1, "icans_grade3plus": icans >= 3}  # the SUBGROUP_ENDPOINTS
+    for e in SUBGROUP_ENDPOINTS:
+        _pct(flags[e], e, out)
     _pct(num("tocilizumab_doses") > 0, "tocilizumab", out)
     _pct(num("dexamethasone_doses") > 0, "steroids", out)
     on = crs >= 1
@@ -84,9 +85,9 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["tmax_median_days"] = _median(num("tmax_days"))
     out["auc_0_28_median"] = _median(num("auc_0_28"))
     out["cmax_copies_log_sd"] = _log_sd(num("cmax_copies_per_ug"))
-    out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), np.isin(best, RESPONDED))
+    out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), responders)
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
-    _pct(np.isin(best, RESPONDED) & np.isnan(num("progression_day")), "ongoing_response", out)
+    _pct(responders & np.isnan(num("progression_day")), "ongoing_response", out)
     responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
     out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
@@ -94,7 +95,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
     out["baseline"] = _baseline(spec, good)
     if getattr(spec, "subgroups", None):
-        out["subgroups"] = {name: _subgroup(good.column(name), best, crs, icans) for name in spec.subgroups}
+        out["subgroups"] = {name: _subgroup(good.column(name), flags) for name in spec.subgroups}
     if spec.indication == "sle":
         _pct(obj("response_day90") == "CR", "remission_day90", out)
         out["b_cell_return_median_days"] = _median(back)
@@ -124,11 +125,7 @@ def _baseline(spec, good: pa.Table) -> dict:
     return out
 
 
-#: Endpoints reported per subgroup (each with its Wilson 95% CI).
-SUBGROUP_ENDPOINTS = ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus")
-
-
-def _subgroup(column: pa.ChunkedArray, best: np.ndarray, crs: np.ndarray, icans: np.ndarray) -> dict:
+def _subgroup(column: pa.ChunkedArray, flags: dict[str, np.ndarray]) -> dict:
     """Endpoints by level of one covariate, as a trial's forest plot reports them.
 
     Categories (text, binary, counts with at most 6 values) are their own levels;
@@ -142,8 +139,6 @@ def _subgroup(column: pa.ChunkedArray, best: np.ndarray, crs: np.ndarray, icans:
         levels = {f"< {lo:.3g}": x < lo, f"{lo:.3g} to < {hi:.3g}": (x >= lo) & (x < hi), f">= {hi:.3g}": x >= hi}
     else:
         levels = {str(v): values == v for v in sorted(set(values.tolist()), key=str)}
-    flags = {"orr": np.isin(best, RESPONDED), "cr": best == "CR", "crs_any": crs >= 1, "crs_grade3plus": crs >= 3,
-             "icans_any": icans >= 1, "icans_grade3plus": icans >= 3}
     out = {}
     for level, mask in levels.items():
         row: dict = {"n": int(mask.sum())}
