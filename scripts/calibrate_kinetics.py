@@ -54,10 +54,11 @@ def residuals(logx: np.ndarray, base) -> np.ndarray:
     return np.asarray(res)
 
 
-def write(values: dict[str, float]) -> None:
+def write(values: dict[str, float], script: str = "calibrate_kinetics.py", targets: str = "kinetic_targets.csv") -> None:
+    """Store fitted values in parameters.csv, stamped with the fitting script and its targets."""
     path = data_path("parameters.csv")
     rows = list(csv.DictReader(open(path, newline="", encoding="utf-8")))
-    stamp = f"cartsim calibration (scripts/calibrate_kinetics.py, {date.today().isoformat()}) to the calibration rows of kinetic_targets.csv"
+    stamp = f"cartsim calibration (scripts/{script}, {date.today().isoformat()}) to the calibration rows of {targets}"
     for r in rows:
         if r["name"] in values:
             r["value"] = f"{values[r['name']]:.4g}"

@@ -45,9 +45,14 @@ def crs_scale(p: ParameterTable, il6_eff_peak: float) -> float:
 
 
 def icans_scale(p: ParameterTable, q_peak: float) -> float:
-    """Continuous ICANS grade of a peak neuro-inflammation index (ICE bands 9.5, 6.5, 2.5)."""
-    slope = p.value("neuro.ice_slope")
-    xs = [0.0, 0.5 / slope, 3.5 / slope, 7.5 / slope, math.log(p.value("neuro.q_grade4"))]
+    """Continuous ICANS grade of a peak neuro-inflammation index (ICE bands 9.5, 6.5, 2.5).
+
+    The ICE score is 10/(1 + (Q - 1)^n) (cartsim.patient.model.clinical_signs): it crosses
+    a band's edge c at Q = 1 + (10/c - 1)^(1/n).
+    """
+    n = p.value("neuro.ice_hill")
+    xs = [0.0, *(math.log(1.0 + (10.0 / c - 1.0) ** (1.0 / n)) for c in (9.5, 6.5, 2.5)),
+          math.log(p.value("neuro.q_grade4"))]
     return float(np.interp(math.log(q_peak), xs, [0, 1, 2, 3, 4], right=4.5))
 
 
@@ -92,7 +97,7 @@ def main(argv=None) -> int:
     print("targets:", [t["id"] for t in targets])
     print("scaled residuals:", np.round(residuals(x, base, targets), 3))
     if args.write:
-        write(values)
+        write(values, "calibrate_toxicity.py", "toxicity_targets.csv")
     return 0
 
 

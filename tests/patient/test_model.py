@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cartsim.params import InputError, load_parameters
-from cartsim.patient import NO_LYMPHODEPLETION, PatientSpec, load_product, simulate, simulate_many
-from cartsim.patient.model import IA, ITP
+from cartsim.patient import NO_LYMPHODEPLETION, PatientSpec, load_indication, load_product, simulate, simulate_many
+from cartsim.patient.build import build, resolve
+from cartsim.patient.model import IA, ITP, clinical_signs
 
 def test_all_patients_solve_and_stay_positive(wide):
     coarse, *_ = wide
@@ -170,3 +171,14 @@ def test_antigen_negative_clone_scales_with_its_random_effect_and_is_capped():
     assert neg[1] / neg[0] == pytest.approx(100.0)
     # capped at the whole tumour: no antigen-positive cells left, none invented
     assert neg[2] == pytest.approx(neg[0] + pos[0], rel=1e-6) and pos[2] < 1e-6 * pos[0]
+
+
+def test_ice_score_falls_sigmoidally_with_neuro_drive():
+    prod, ind = load_product("tisa-cel"), load_indication("b-all")
+    _, obs, _ = build(prod, ind, resolve(PatientSpec(), prod, ind))
+    q = jnp.array([0.5, 1.0, 1.5, 2.0, 2.5, 4.0, obs.q_grade4])
+    ice = np.asarray(clinical_signs(jnp.zeros_like(q), q, obs)[4])
+    assert ice[0] == ice[1] == 10  # at or below rest: full score
+    assert ice[3] == 5  # one unit of drive above rest halves it
+    assert np.all(np.diff(ice[:-1]) <= 0) and ice[-2] <= 2  # falls steeply: grade 3 within a few units
+    assert ice[-1] == -1  # unrousable

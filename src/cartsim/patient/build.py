@@ -217,6 +217,6 @@ def _assemble(product: Product, indication: Indication, weight_kg, tumour_burden
         temp_base=v("crs.temp_baseline"), temp_rise=v("crs.temp_max_rise"),
         il6_fever_half=v("crs.il6_fever_half"),
         il6_g2=v("crs.il6_grade2"), il6_g3=v("crs.il6_grade3"), il6_g4=v("crs.il6_grade4"),
-        ice_slope=v("neuro.ice_slope"), q_grade4=v("neuro.q_grade4"),
+        ice_hill=v("neuro.ice_hill"), q_grade4=v("neuro.q_grade4"),
     )
     return theta, obs, y0

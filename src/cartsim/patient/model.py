@@ -203,7 +203,7 @@ class Obs(NamedTuple):
     il6_g2: float
     il6_g3: float
     il6_g4: float
-    ice_slope: float
+    ice_hill: float         # steepness of the ICE score's fall with neuro-inflammatory drive
     q_grade4: float
 
 
@@ -243,14 +243,17 @@ def clinical_signs(il6_effective, neuro_index, obs: Obs):
 
     Temperature rises with effective IL-6 signalling; hypotension (and vasopressor need)
     and hypoxia (oxygen support) appear above calibrated IL-6 thresholds. The ICE score
-    falls with the log neuro-inflammation index; above ``q_grade4`` the patient cannot be
-    roused (ICE -1, i.e. grade 4).
+    falls sigmoidally with the neuro-inflammatory drive above rest, Q - 1: one unit of drive
+    halves it and ``ice_hill`` sets how steeply it falls (ICANS is close to all-or-none: a
+    patient whose ICE score starts to fall often reaches grade 3). Above ``q_grade4`` the
+    patient cannot be roused (ICE -1, i.e. grade 4).
     """
     s = il6_effective
     temperature = obs.temp_base + obs.temp_rise * s / (s + obs.il6_fever_half)
     hypotension = s >= obs.il6_g2
     n_pressors = (s >= obs.il6_g3).astype(jnp.int32) + (s >= obs.il6_g4).astype(jnp.int32)
     oxygen = hypotension.astype(jnp.int32) + n_pressors
-    ice = jnp.clip(jnp.round(10 - obs.ice_slope * jnp.log(neuro_index)), 0, 10)
+    drive = jnp.maximum(neuro_index - 1.0, 0.0)
+    ice = jnp.round(10.0 / (1.0 + drive**obs.ice_hill))
     ice = jnp.where(neuro_index >= obs.q_grade4, -1, ice).astype(jnp.int32)
     return temperature, hypotension, n_pressors, oxygen, ice

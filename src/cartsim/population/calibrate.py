@@ -9,8 +9,12 @@ random effects in ``variability.csv``: tumour sensitivity to killing (``kill.gam
 inflammatory responsiveness (``act.K_kill``) and neurotoxicity susceptibility
 (``neuro.K_il6``); and, in ``parameters.csv``, the median share of antigen-negative cells
 at infusion in B-ALL and lymphoma (``indication.<name>.antigen_negative_fraction``),
-which sets CD19-negative relapse and so EFS and ongoing response. None of them moves a typical patient's kinetics, so the
-kinetic fit stays valid.
+which sets CD19-negative relapse and so EFS and ongoing response; and the steepness of
+the ICE score's fall with neuro-inflammatory drive (``neuro.ice_hill``), which sets how
+much of ICANS is severe. None of them moves a typical patient's kinetics, so the kinetic
+fit stays valid. ``neuro.ice_hill`` does move the typical patient's ICANS grade, which
+``scripts/calibrate_toxicity.py`` fits: run that again after this step, and this step
+again if it moved (docs/validation.md shows both).
 
 Targets are the rows of ``params/data/population_targets.csv`` with ``role ==
 calibration``; every one of them is ``verified`` or ``secondary`` (checked on load).
@@ -22,8 +26,9 @@ Grading scales. The model grades CRS and ICANS by ASTCT consensus criteria. Any-
 CRS is fever-defined in every scale (Lee 2014, Penn, ASTCT), so any-grade rates are
 compared directly. Grade >= 3 is compared for ASTCT and Lee 2014 (both: vasopressors or
 high-flow oxygen) but not for the Penn scale, which grades higher. Neurotoxicity reported
-as "neurological events" (ELIANA, JULIET, ZUMA-1) counts events ICANS does not, so it is
-shown but not fitted.
+as "neurological events" (ELIANA, JULIET, ZUMA-1) or as all CAR-T neurotoxicity
+(CARTITUDE-1, with parkinsonism and cranial nerve palsies) counts events ICANS does not,
+so it is shown but not fitted.
 
 The objective is the sum of squared differences between simulated and published
 percentages, each scaled by the binomial standard error of the published value (its
@@ -52,14 +57,16 @@ FREE = {
     "act.K_kill": (0.01, 6.0),
     "neuro.K_il6": (0.01, 6.0),
 }
-#: Free typical values (``parameters.csv``) fitted at population level, by indication,
-#: with their bounds: what only a trial's durability shows. The median share of
-#: antigen-negative cells at infusion sets how many responders carry a clone above the
-#: extinction size, i.e. CD19-negative relapse: in B-ALL (ELIANA EFS at 12 months) and
-#: lymphoma (ZUMA-1 ongoing response at 15.4 months).
+#: Free typical values (``parameters.csv``) fitted at population level, with their
+#: bounds: what only a trial's rates show. The median share of antigen-negative cells at
+#: infusion sets how many responders carry a clone above the extinction size, i.e.
+#: CD19-negative relapse: in B-ALL (ELIANA EFS at 12 months) and lymphoma (ZUMA-1 ongoing
+#: response at 15.4 months). The steepness of the ICE score's fall with neuro-inflammatory
+#: drive sets the share of ICANS that is severe (grade >= 3 against any grade).
 FREE_TYPICAL = {
     "indication.b-all.antigen_negative_fraction": (1e-13, 1e-6),
     "indication.lbcl.antigen_negative_fraction": (1e-13, 1e-6),
+    "neuro.ice_hill": (1.0, 12.0),
 }
 TARGET_EVIDENCE = ("verified", "secondary")
 
