@@ -274,7 +274,7 @@ def trial(
     from rich.table import Table
 
     table = Table(title=f"virtual trial {trial_spec.name} (n = {trial_spec.n})")
-    table.add_column("endpoint")
+    table.add_column("endpoint", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")
     fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
