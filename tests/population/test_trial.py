@@ -122,6 +122,9 @@ def test_every_preset_loads():
     ("name: x\nindication: sle\nproduct: cd19-sle\nn: 5\neligibility: {max_prior_lines: 2}\n", "eligibility.max_prior_lines"),
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\neligibility: {min_burden: 50, max_burden: 20}\n", "eligibility.min_burden"),
     ("name: x\nindication: lbcl\nproduct: axi-cel\nn: 5\nsubgroups: [height]\n", "subgroups[0]"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\nbridging: {bridged_pct: 150}\n", "bridging.bridged_pct"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\nbridging: {bridged_pct: 80, response_burden_factor: 0}\n",
+     "bridging.response_burden_factor"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"
@@ -286,3 +289,23 @@ def test_cli_subgroups_option(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert sum(v["n"] for v in out["subgroups"]["age_group"].values()) == out["n_evaluated"]
     assert main(["trial", "zuma-1", "--n", "6", "--out", str(tmp_path), "--subgroups", "shoe_size"]) == 2
+
+
+def test_bridging_lowers_the_burden_at_infusion_of_bridged_responders_only():
+    base = load_trial("cartitude-1", n=300, follow_up_days=30, bridging={"bridged_pct": 0})
+    bridged = load_trial("cartitude-1", n=300, follow_up_days=30,
+                         bridging={"bridged_pct": 60, "response_pct": 50, "response_burden_factor": 0.25})
+    a, b = run_trial(base).patients, run_trial(bridged).patients
+    col = lambda t, c: np.asarray(t.column(c).to_numpy(), dtype=float)  # noqa: E731
+    for c in ("weight_kg", "tumour_burden", "age_years"):  # bridging draws change no other draw
+        assert np.array_equal(col(a, c), col(b, c))
+    assert np.array_equal(col(a, "tumour_burden_infusion"), col(a, "tumour_burden"))
+    on, resp = col(b, "bridged") > 0, col(b, "bridging_response") > 0
+    assert on.mean() == pytest.approx(0.6, abs=0.07) and resp.mean() == pytest.approx(0.3, abs=0.07)
+    assert not (resp & ~on).any()  # a response only in bridged patients
+    ratio = col(b, "tumour_burden_infusion") / col(b, "tumour_burden")
+    assert np.allclose(ratio[resp], 0.25) and np.allclose(ratio[~resp], 1.0)
+    res = run_trial(load_trial("cartitude-1", n=300, follow_up_days=30, subgroups=["bridging_response"],
+                               bridging={"bridged_pct": 60, "response_pct": 50}))
+    assert res.summary["baseline"]["bridged_pct"] == pytest.approx(100 * on.mean())
+    assert set(res.summary["subgroups"]["bridging_response"]) == {"0", "1"}

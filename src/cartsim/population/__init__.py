@@ -4,9 +4,11 @@
 >>> result = run_trial(load_trial("zuma-1", n=200))      # doctest: +SKIP
 >>> result.summary["orr_pct"], result.summary["orr_ci95"]  # doctest: +SKIP
 
-Status: trial specs, presets, sampling, chunked/resumable runs and endpoints are here;
-the speed target (1e5 patients in seconds), in-solve summaries and the population
-calibration (``cartsim calibrate``) are still open (see the issue).
+Trial specs and presets (:mod:`~cartsim.population.spec`), virtual patients with
+covariates and random effects (:mod:`~cartsim.population.sampling`), chunked resumable
+runs on the batched engine (:mod:`~cartsim.population.trial`), endpoints with confidence
+intervals (:mod:`~cartsim.population.endpoints`) and the population calibration behind
+``cartsim calibrate`` (:mod:`~cartsim.population.calibrate`).
 """
 
 from cartsim.population.endpoints import summarise_trial, wilson

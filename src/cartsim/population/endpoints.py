@@ -106,10 +106,10 @@ def _baseline(spec, good: pa.Table) -> dict:
     """Baseline characteristics of the evaluated patients, as a trial's Table 1 reports them:
     median and range of continuous covariates and counts, share (%) of binary ones and of
     each age group."""
-    from cartsim.population.sampling import age_groups, covariate_model
+    from cartsim.population.sampling import age_groups
 
     out: dict = {}
-    for name, d in covariate_model(spec.indication, spec.population).items():
+    for name, d in spec.covariates().items():
         if name not in good.column_names:
             continue
         x = _finite(good.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy())

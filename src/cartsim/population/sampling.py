@@ -193,13 +193,15 @@ def correlation_factor(names: tuple[str, ...], correlations) -> np.ndarray:
 
 def sample_population(indication: str, seed: int, indices, *, min_burden=None, max_burden=None,
                       omega2: dict[str, float] | None = None, correlations=None,
-                      population: dict | None = None, bounds: dict | None = None) -> dict:
+                      population: dict | None = None, bounds: dict | None = None,
+                      covariates: dict | None = None) -> dict:
     """Covariates and random effects of patients ``indices`` (arrays of shape [n]).
 
     Returns ``{"weight_kg", "tumour_burden", "covariates": {name: values}, "random_effects":
     {name: multipliers}}``; ``covariates`` holds every covariate of the indication's
     population file (weight and burden included) and ``age_group``. ``population``
-    overrides covariate distributions (a trial's ``population``); ``bounds`` maps covariate
+    overrides covariate distributions (a trial's ``population``), or ``covariates`` replaces
+    them all (a trial's :meth:`~cartsim.population.spec.TrialSpec.covariates`); ``bounds`` maps covariate
     names to ``(lo, hi)`` eligibility limits (either may be None); ``min_burden`` and
     ``max_burden`` are the burden's. ``omega2`` overrides between-patient variances by name
     (population calibration); the standard-normal draws do not depend on the variances, so
@@ -207,7 +209,7 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     correlates the draws of the random effects; without it they are independent.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    cov = covariate_model(indication, population)
+    cov = covariate_model(indication, population) if covariates is None else covariates
     limits = {"tumour_burden": (min_burden, max_burden), **(bounds or {})}
     w2 = {**variability(), **(omega2 or {})}
     names = tuple(w2)

@@ -57,6 +57,41 @@ class Eligibility(BaseModel):
         return {name: b for name, b in limits.items() if b != (None, None)}
 
 
+class Bridging(BaseModel):
+    """Bridging therapy between apheresis and infusion, through what it does to the tumour
+    burden at infusion: ``bridged_pct`` of the patients are bridged, and the disease of
+    ``response_pct`` of the bridged responds, its burden multiplied by
+    ``response_burden_factor`` (default 0.5, the 50% reduction of a partial response:
+    model assumption). Every other patient is infused with the baseline burden (growth
+    during the wait is the pathway's business, not the trial's). Each patient draws both
+    from their own streams, so bridging changes no other draw."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    bridged_pct: float = Field(ge=0, le=100)
+    response_pct: float = Field(0.0, ge=0, le=100)
+    response_burden_factor: float = Field(0.5, gt=0, le=1)
+    source: str = "model assumption"
+    evidence: str = "assumption"
+
+    def covariates(self) -> dict:
+        """The two Bernoulli draws, as covariates of the trial (kept, summarised, subgroups)."""
+        from cartsim.population.sampling import Covariate
+
+        return {name: Covariate(distribution="bernoulli", p=pct / 100, source=self.source, evidence=self.evidence,
+                                description=text)
+                for name, pct, text in (("bridged", self.bridged_pct, "bridging therapy before infusion"),
+                                        ("bridging_response", self.response_pct,
+                                         "disease responded to bridging (drawn for every patient; "
+                                         "1 only in bridged patients)"))}
+
+    def at_infusion(self, burden, covariates: dict) -> np.ndarray:
+        """Tumour burden at infusion; sets ``covariates["bridging_response"]`` to a response
+        among bridged patients only."""
+        responded = (np.asarray(covariates["bridging_response"]) > 0) & (np.asarray(covariates["bridged"]) > 0)
+        covariates["bridging_response"] = responded.astype(np.asarray(covariates["bridged"]).dtype)
+        return np.where(responded, self.response_burden_factor, 1.0) * np.asarray(burden, dtype=float)
+
+
 class Correlation(BaseModel):
     """Correlation between two random effects (of their standard-normal draws)."""
 
@@ -78,6 +113,7 @@ class TrialSpec(BaseModel):
     lymphodepletion: Lymphodepletion | Literal["none", "default"] = "default"
     policy: str = "default"
     eligibility: Eligibility = Eligibility()
+    bridging: Bridging | None = Field(None, description="bridging therapy (burden at infusion); none if omitted")
     population: dict[str, dict] = Field(
         {}, description="covariate distributions replacing the indication's, field by field "
                         "(params/data/population/<indication>.yaml), e.g. a trial's baseline table")
@@ -98,6 +134,14 @@ class TrialSpec(BaseModel):
         if isinstance(v, int) and v < 0 or isinstance(v, list) and any(i < 0 for i in v):
             raise ValueError("a patient count or a list of patient indices, all >= 0")
         return v
+
+    def covariates(self) -> dict:
+        """The trial's covariate distributions: the indication's with the spec's
+        ``population`` overrides, plus the bridging draws."""
+        from cartsim.population.sampling import covariate_model
+
+        extra = self.bridging.covariates() if self.bridging is not None else {}
+        return {**covariate_model(self.indication, self.population), **extra}
 
     def kept(self) -> np.ndarray:
         """Indices of the patients whose daily trajectories are kept (sorted, < n)."""

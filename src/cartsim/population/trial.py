@@ -30,7 +30,7 @@ from cartsim.patient.product import Product, dose_cells
 from cartsim.patient.simulate import summarise_batch, trajectories_batch, variability
 from cartsim.patient.solver import solve_batch
 from cartsim.population.endpoints import summarise_trial
-from cartsim.population.sampling import correlation_factor, covariate_model, sample_population
+from cartsim.population.sampling import correlation_factor, sample_population
 from cartsim.population.spec import TrialSpec
 
 #: Patients per solver block, by engine. Fixed, whatever the chunk size (the last block of
@@ -139,10 +139,12 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     cols: dict[str, np.ndarray] = {}
     try:
         pop = sample_population(spec.indication, spec.seed, idx, omega2=omega2, correlations=spec.correlations,
-                                population=spec.population, bounds=spec.eligibility.bounds())
+                                covariates=spec.covariates(), bounds=spec.eligibility.bounds())
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
+        infused = spec.bridging.at_infusion(burden, pop["covariates"]) if spec.bridging is not None else burden
+        pop["covariates"]["tumour_burden_infusion"] = infused
         dose = spec.dose.cells(weight) if spec.dose is not None else dose_cells(prod.dose, weight)
-        theta, obs, y0, bad = build_batch(prod, ind, weight, burden, dose, ld, pop["random_effects"], params)
+        theta, obs, y0, bad = build_batch(prod, ind, weight, infused, dose, ld, pop["random_effects"], params)
     except Exception as err:  # the whole chunk could not be set up: flagged, never fatal
         nan = np.full(n, np.nan)
         return _table(idx, np.zeros(n, bool), np.full(n, f"build: {err}", dtype=object), nan, nan, {}, nan), None
@@ -238,7 +240,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
     pol_arrays = policy_arrays(load_policy(spec.policy))
     params = load_parameters() if params is None else params
     correlation_factor(tuple({**variability(), **(omega2 or {})}), spec.correlations)  # input errors now
-    cov = covariate_model(spec.indication, spec.population)
+    cov = spec.covariates()
     _check_eligibility(spec, cov)
     for k, name in enumerate(spec.subgroups):
         if name not in (*cov, "age_group"):
