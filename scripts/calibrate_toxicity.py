@@ -22,6 +22,8 @@ from scipy.optimize import minimize
 
 from cartsim.params import ParameterTable, load_parameters
 from cartsim.patient import PatientSpec, simulate_many
+from cartsim.patient.model import neuro_index_at_ice
+from cartsim.toxicity.grading import ICE_GRADE1_MIN, ICE_GRADE2_MIN, ICE_MAX
 from cartsim.report.validation import load_targets
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -45,14 +47,11 @@ def crs_scale(p: ParameterTable, il6_eff_peak: float) -> float:
 
 
 def icans_scale(p: ParameterTable, q_peak: float) -> float:
-    """Continuous ICANS grade of a peak neuro-inflammation index (ICE bands 9.5, 6.5, 2.5).
-
-    The ICE score is 10/(1 + (Q - 1)^n) (cartsim.patient.model.clinical_signs): it crosses
-    a band's edge c at Q = 1 + (10/c - 1)^(1/n).
-    """
+    """Continuous ICANS grade of a peak neuro-inflammation index: the ICE score (rounded in
+    the model) leaves a grade's band half a point below the band's edge (ICE 10, 7, 3)."""
+    edges = (ICE_MAX, ICE_GRADE1_MIN, ICE_GRADE2_MIN)
     n = p.value("neuro.ice_hill")
-    xs = [0.0, *(math.log(1.0 + (10.0 / c - 1.0) ** (1.0 / n)) for c in (9.5, 6.5, 2.5)),
-          math.log(p.value("neuro.q_grade4"))]
+    xs = [0.0, *(math.log(neuro_index_at_ice(c - 0.5, n)) for c in edges), math.log(p.value("neuro.q_grade4"))]
     return float(np.interp(math.log(q_peak), xs, [0, 1, 2, 3, 4], right=4.5))
 
 

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
+from cartsim.toxicity.grading import ICE_MAX
+
 #: State vector layout. Entries 0-6 are log cell numbers; 7-10 are linear. The indices
 #: 7-9 have a positive source and first-order decay, so they stay positive on a linear
 #: scale, where their stiffness is just their rate constant (as logarithms, an explicit
@@ -254,6 +256,12 @@ def clinical_signs(il6_effective, neuro_index, obs: Obs):
     n_pressors = (s >= obs.il6_g3).astype(jnp.int32) + (s >= obs.il6_g4).astype(jnp.int32)
     oxygen = hypotension.astype(jnp.int32) + n_pressors
     drive = jnp.maximum(neuro_index - 1.0, 0.0)
-    ice = jnp.round(10.0 / (1.0 + drive**obs.ice_hill))
+    ice = jnp.round(ICE_MAX / (1.0 + drive**obs.ice_hill))
     ice = jnp.where(neuro_index >= obs.q_grade4, -1, ice).astype(jnp.int32)
     return temperature, hypotension, n_pressors, oxygen, ice
+
+
+def neuro_index_at_ice(ice: float, ice_hill: float) -> float:
+    """The neuro-inflammation index at which the continuous ICE score of
+    :func:`clinical_signs` equals ``ice`` (0 < ice < ICE_MAX): the inverse of its sigmoid."""
+    return 1.0 + (ICE_MAX / ice - 1.0) ** (1.0 / ice_hill)
