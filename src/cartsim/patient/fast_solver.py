@@ -107,6 +107,26 @@ _ns.update(_derivatives=_derivatives, Drugs=Drugs)
 _rhs = _jit(_ns["_rhs"])
 
 
+def _lincomb(coefs, j) -> str:
+    """``c0 * k[0, j] + c1 * k[1, j] + ...`` with the tableau's numbers as literals (zeros dropped)."""
+    return " + ".join(f"{float(c)!r} * k[{q}, {j}]" for q, c in enumerate(coefs) if c != 0.0) or "0.0"
+
+
+# The Runge-Kutta stages and the error estimate as straight-line code (generated), the
+# tableau's numbers as literals and every state written out: no loop, so no vectorised
+# loop whose peeling (and rounding) would depend on the buffers' alignment, and a patient's
+# result stays independent of its batch. ~7% faster than the loops over the tableau.
+_src = "def _stages(t, h, y, ys, k, th, toci, dex, t0):\n"
+for _s in range(1, _S):
+    _src += "".join(f"    ys[{j}] = y[{j}] + h * ({_lincomb(_A[_s, :_s], j)})\n" for j in range(N_STATES))
+    _src += f"    _rhs(t + {float(_C[_s])!r} * h, ys, th, toci, dex, t0, k[{_s}])\n"
+exec(_src, _ns)
+exec("def _err_comb(k, j):\n    return " + _lincomb(_E, "j") + "\n", _ns)
+_ns.update(_rhs=_rhs)
+_stages = _jit(_ns["_stages"])
+_err_comb = _jit(_ns["_err_comb"])
+
+
 @numba.njit(nogil=True, cache=_cache_ok(), fastmath=_FAST, error_model="numpy")
 def _solve_days(P, Y, toci, dex, t0, n_days, dt, ok, rtol, atol, max_steps, out, stats):
     """Integrate every patient of the batch from ``t0`` over ``n_days`` days.
@@ -137,22 +157,13 @@ def _solve_days(P, Y, toci, dex, t0, n_days, dt, ok, rtol, atol, max_steps, out,
             if steps > max_steps * n_days or h < 1e-12:
                 break
             h_try = min(h, t_end - t)
-            for s in range(1, _S):
-                for j in range(m):
-                    acc = 0.0
-                    for q in range(s):
-                        acc += _A[s, q] * k[q, j]
-                    ys[j] = y[j] + h_try * acc
-                _rhs(t + _C[s] * h_try, ys, th, toci[i], dex[i], t0, k[s])
+            _stages(t, h_try, y, ys, k, th, toci[i], dex[i], t0)
             for j in range(m):
                 y1[j] = ys[j]  # the FSAL stage's input is the new solution
             err2 = 0.0
             for j in range(m):
-                e = 0.0
-                for q in range(_S):
-                    e += _E[q] * k[q, j]
                 sc = atol + rtol * max(abs(y[j]), abs(y1[j]))
-                err2 += (h_try * e / sc) ** 2
+                err2 += (h_try * _err_comb(k, j) / sc) ** 2
             err = math.sqrt(err2 / m)
             if err <= 1.0:  # accept (NaN fails the test and is rejected)
                 stats[i, 0] += 1
