@@ -9,7 +9,7 @@ import pytest
 
 import cartsim.population.trial as trial_mod
 from cartsim.cli import main
-from cartsim.params import InputError
+from cartsim.params import InputError, load_parameters
 from cartsim.population import list_trials, load_trial, run_trial, wilson
 
 N, DAYS = 6, 40
@@ -308,4 +308,21 @@ def test_bridging_lowers_the_burden_at_infusion_of_bridged_responders_only():
     res = run_trial(load_trial("cartitude-1", n=300, follow_up_days=30, subgroups=["bridging_response"],
                                bridging={"bridged_pct": 60, "response_pct": 50}))
     assert res.summary["baseline"]["bridged_pct"] == pytest.approx(100 * on.mean())
+    # the response share is reported among the bridged, as trials report it and the spec sets it
+    assert res.summary["baseline"]["bridging_response_pct"] == pytest.approx(100 * resp[on].mean())
     assert set(res.summary["subgroups"]["bridging_response"]) == {"0", "1"}
+    # default burden factor of a response: the parameter table's
+    t = run_trial(load_trial("cartitude-1", n=300, follow_up_days=30,
+                             bridging={"bridged_pct": 60, "response_pct": 50})).patients
+    factor = load_parameters().value("bridging.response_burden_factor")
+    assert np.allclose((col(t, "tumour_burden_infusion") / col(t, "tumour_burden"))[resp], factor)
+
+
+def test_a_covariate_drawn_among_another_must_name_a_bernoulli_covariate():
+    from cartsim.population.sampling import Covariate, covariate_model, sample_population
+
+    cov = {**covariate_model("mm"), "x": Covariate(distribution="bernoulli", p=0.5, among="weight_kg")}
+    with pytest.raises(InputError, match="population.x.among"):
+        sample_population("mm", 1, np.arange(5), covariates=cov)
+    with pytest.raises(ValueError, match="only a bernoulli"):
+        Covariate(distribution="normal", mean=1, sd=1, min=0, max=2, among="bridged")

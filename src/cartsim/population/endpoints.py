@@ -36,6 +36,11 @@ def _pct(mask: np.ndarray, name: str, out: dict) -> None:
     out[f"{name}_ci95"] = [lo, hi]
 
 
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A table column as floats, nulls as NaN."""
+    return np.asarray(column.cast(pa.float64()).fill_null(float("nan")).to_numpy(), dtype=float)
+
+
 def _finite(x) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     return x[np.isfinite(x)]
@@ -56,7 +61,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     good = table.filter(pa.array(ok_all))
 
     def num(name: str) -> np.ndarray:  # nulls -> NaN
-        return np.asarray(good.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy(), dtype=float)
+        return _floats(good.column(name))
 
     def obj(name: str) -> np.ndarray:
         return np.asarray(good.column(name).to_numpy(zero_copy_only=False), dtype=object)
@@ -112,7 +117,10 @@ def _baseline(spec, good: pa.Table) -> dict:
     for name, d in spec.covariates().items():
         if name not in good.column_names:
             continue
-        x = _finite(good.column(name).cast(pa.float64()).fill_null(float("nan")).to_numpy())
+        x = _floats(good.column(name))
+        if d.among is not None:  # a share of the patients with the other covariate at 1
+            x = x[_floats(good.column(d.among)) > 0]
+        x = _finite(x)
         if not x.size:
             continue
         if d.distribution == "bernoulli":

@@ -35,7 +35,9 @@ class Covariate(BaseModel):
 
     ``lognormal``: ``median``, ``cv``; ``normal``: ``mean``, ``sd``; ``lognormal_integer``:
     a lognormal rounded to whole numbers (counts such as prior lines of therapy);
-    ``bernoulli``: probability ``p`` of 1. Continuous and count covariates are truncated
+    ``bernoulli``: probability ``p`` of 1, or, with ``among``, of 1 among the patients whose
+    covariate ``among`` is 1 (0 for the others; e.g. a response to bridging among the
+    bridged), reported as a share of those. Continuous and count covariates are truncated
     to ``[min, max]`` (drawn by inversion, exact).
     """
 
@@ -46,6 +48,7 @@ class Covariate(BaseModel):
     mean: float | None = None
     sd: float | None = Field(None, gt=0)
     p: float | None = Field(None, ge=0, le=1)
+    among: str | None = None
     min: float | None = None
     max: float | None = None
     unit: str = ""
@@ -60,6 +63,8 @@ class Covariate(BaseModel):
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.distribution} covariate needs {', '.join(missing)}")
+        if self.among is not None and self.distribution != "bernoulli":
+            raise ValueError("only a bernoulli covariate is drawn among the patients of another")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         if self.distribution.startswith("lognormal") and self.min is not None and self.min < 0:
@@ -193,15 +198,14 @@ def correlation_factor(names: tuple[str, ...], correlations) -> np.ndarray:
 
 def sample_population(indication: str, seed: int, indices, *, min_burden=None, max_burden=None,
                       omega2: dict[str, float] | None = None, correlations=None,
-                      population: dict | None = None, bounds: dict | None = None,
-                      covariates: dict | None = None) -> dict:
+                      bounds: dict | None = None, covariates: dict | None = None) -> dict:
     """Covariates and random effects of patients ``indices`` (arrays of shape [n]).
 
     Returns ``{"weight_kg", "tumour_burden", "covariates": {name: values}, "random_effects":
     {name: multipliers}}``; ``covariates`` holds every covariate of the indication's
-    population file (weight and burden included) and ``age_group``. ``population``
-    overrides covariate distributions (a trial's ``population``), or ``covariates`` replaces
-    them all (a trial's :meth:`~cartsim.population.spec.TrialSpec.covariates`); ``bounds`` maps covariate
+    population file (weight and burden included) and ``age_group``. ``covariates`` replaces
+    those distributions (a trial's :meth:`~cartsim.population.spec.TrialSpec.covariates`, or
+    :func:`covariate_model` with overrides); ``bounds`` maps covariate
     names to ``(lo, hi)`` eligibility limits (either may be None); ``min_burden`` and
     ``max_burden`` are the burden's. ``omega2`` overrides between-patient variances by name
     (population calibration); the standard-normal draws do not depend on the variances, so
@@ -209,7 +213,7 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     correlates the draws of the random effects; without it they are independent.
     """
     idx = np.asarray(indices, dtype=np.int64)
-    cov = covariate_model(indication, population) if covariates is None else covariates
+    cov = covariate_model(indication) if covariates is None else covariates
     limits = {"tumour_burden": (min_burden, max_burden), **(bounds or {})}
     w2 = {**variability(), **(omega2 or {})}
     names = tuple(w2)
@@ -219,6 +223,12 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     if correlations:
         z = z @ correlation_factor(names, correlations).T
     covs = {c: _truncated(u[:, k], cov[c], *limits.get(c, (None, None))) for k, c in enumerate(cnames)}
+    for c in cnames:
+        a = cov[c].among
+        if a is not None:
+            if a not in covs or cov[a].distribution != "bernoulli":
+                raise InputError(f"population.{c}.among", a, f"a bernoulli covariate: {', '.join(cnames)}")
+            covs[c] = covs[c] * (covs[a] > 0)
     covs["age_group"] = age_group(covs["age_years"])
     return {
         "weight_kg": covs["weight_kg"],

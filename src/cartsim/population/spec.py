@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, field_validator, ConfigDict, Field, ValidationError, model_validator
 
-from cartsim.params import InputError, data_path, load_yaml, read_user_yaml
+from cartsim.params import InputError, ParameterTable, data_path, load_yaml, read_user_yaml
 from cartsim.patient._schema import input_error_from
 from cartsim.patient.indication import Lymphodepletion
 
@@ -61,35 +61,36 @@ class Bridging(BaseModel):
     """Bridging therapy between apheresis and infusion, through what it does to the tumour
     burden at infusion: ``bridged_pct`` of the patients are bridged, and the disease of
     ``response_pct`` of the bridged responds, its burden multiplied by
-    ``response_burden_factor`` (default 0.5, the 50% reduction of a partial response:
-    model assumption). Every other patient is infused with the baseline burden (growth
+    ``response_burden_factor`` (default: ``bridging.response_burden_factor`` in
+    parameters.csv). Every other patient is infused with the baseline burden (growth
     during the wait is the pathway's business, not the trial's). Each patient draws both
     from their own streams, so bridging changes no other draw."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     bridged_pct: float = Field(ge=0, le=100)
     response_pct: float = Field(0.0, ge=0, le=100)
-    response_burden_factor: float = Field(0.5, gt=0, le=1)
+    response_burden_factor: float | None = Field(None, gt=0, le=1)
     source: str = "model assumption"
     evidence: str = "assumption"
 
     def covariates(self) -> dict:
-        """The two Bernoulli draws, as covariates of the trial (kept, summarised, subgroups)."""
+        """The two Bernoulli draws, as covariates of the trial (kept, summarised, subgroups);
+        a response is drawn among the bridged only."""
         from cartsim.population.sampling import Covariate
 
-        return {name: Covariate(distribution="bernoulli", p=pct / 100, source=self.source, evidence=self.evidence,
-                                description=text)
-                for name, pct, text in (("bridged", self.bridged_pct, "bridging therapy before infusion"),
-                                        ("bridging_response", self.response_pct,
-                                         "disease responded to bridging (drawn for every patient; "
-                                         "1 only in bridged patients)"))}
+        common = {"distribution": "bernoulli", "source": self.source, "evidence": self.evidence}
+        return {"bridged": Covariate(p=self.bridged_pct / 100, description="bridging therapy before infusion",
+                                     **common),
+                "bridging_response": Covariate(p=self.response_pct / 100, among="bridged",
+                                               description="disease responded to bridging therapy", **common)}
 
-    def at_infusion(self, burden, covariates: dict) -> np.ndarray:
-        """Tumour burden at infusion; sets ``covariates["bridging_response"]`` to a response
-        among bridged patients only."""
-        responded = (np.asarray(covariates["bridging_response"]) > 0) & (np.asarray(covariates["bridged"]) > 0)
-        covariates["bridging_response"] = responded.astype(np.asarray(covariates["bridged"]).dtype)
-        return np.where(responded, self.response_burden_factor, 1.0) * np.asarray(burden, dtype=float)
+    def at_infusion(self, burden, responded, params: ParameterTable) -> np.ndarray:
+        """Tumour burden at infusion of patients with baseline ``burden`` whose disease
+        ``responded`` (0/1) to bridging."""
+        factor = self.response_burden_factor
+        if factor is None:
+            factor = params.value("bridging.response_burden_factor")
+        return np.where(np.asarray(responded) > 0, factor, 1.0) * np.asarray(burden, dtype=float)
 
 
 class Correlation(BaseModel):

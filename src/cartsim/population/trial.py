@@ -130,7 +130,7 @@ def _solve_blocks(engine, ind, theta, obs, y0, pol_arrays, days, params, keep=No
         return list(pool.map(one, range(0, n, size)))
 
 
-def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
+def _run_chunk(spec, ind, prod, pol_arrays, ld, params, cov, indices, omega2=None,
                engine="numba") -> tuple[pa.Table, pa.Table | None]:
     n = len(indices)
     idx = np.asarray(indices)
@@ -139,9 +139,10 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2=None,
     cols: dict[str, np.ndarray] = {}
     try:
         pop = sample_population(spec.indication, spec.seed, idx, omega2=omega2, correlations=spec.correlations,
-                                covariates=spec.covariates(), bounds=spec.eligibility.bounds())
+                                covariates=cov, bounds=spec.eligibility.bounds())
         weight, burden = pop["weight_kg"], pop["tumour_burden"]
-        infused = spec.bridging.at_infusion(burden, pop["covariates"]) if spec.bridging is not None else burden
+        infused = burden if spec.bridging is None else \
+            spec.bridging.at_infusion(burden, pop["covariates"]["bridging_response"], params)
         pop["covariates"]["tumour_burden_infusion"] = infused
         dose = spec.dose.cells(weight) if spec.dose is not None else dose_cells(prod.dose, weight)
         theta, obs, y0, bad = build_batch(prod, ind, weight, infused, dose, ld, pop["random_effects"], params)
@@ -273,7 +274,7 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
             table = pq.read_table(path)
             traj = pq.read_table(tpath) if tpath.exists() else None
         else:
-            table, traj = _run_chunk(spec, ind, prod, pol_arrays, ld, params, indices, omega2, engine)
+            table, traj = _run_chunk(spec, ind, prod, pol_arrays, ld, params, cov, indices, omega2, engine)
             if path is not None:
                 if traj is not None:  # written first: a chunk file on disk means its trajectories are too
                     tmp = tpath.with_suffix(".tmp")
