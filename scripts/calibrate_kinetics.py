@@ -19,11 +19,13 @@ import csv
 import math
 import sys
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 
 from cartsim.params import data_path, load_parameters
+from cartsim.report.paramdoc import main as paramdoc
 from cartsim.report.validation import kinetic_checks
 
 FREE = {  # name: (lower, upper)
@@ -70,6 +72,7 @@ def write(values: dict[str, float], script: str = "calibrate_kinetics.py", targe
         w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+    paramdoc([str(Path(__file__).resolve().parents[1] / "docs" / "parameters.md")])  # the page follows the table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,6 +227,9 @@ def calibrate(
     if write:
         write_variability(omega2, n, seed)
         write_typical(typical, n, seed)
+        from cartsim.report.paramdoc import main as paramdoc
+
+        paramdoc([str(docs.parent / "parameters.md")])
         print("wrote variability.csv and parameters.csv; regenerating " + str(docs))
         try:
             _validate(["kinetics", "toxicity", "trials"], docs)
