@@ -284,7 +284,7 @@ def trial(
     table.add_column("95% CI", justify="right")
     fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
     for k, v in result.summary.items():
-        if k.endswith("_ci95") or k.endswith("_iqr") or k in ("baseline", "subgroups"):
+        if k.endswith("_ci95") or k.endswith("_iqr") or k in ("baseline", "subgroups", "kinetics"):
             continue
         ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
         table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
@@ -297,6 +297,13 @@ def trial(
             text = fmt(v)
         table.add_row(f"baseline {k}", text, "")
     Console().print(table)
+    kin = Table(title="kinetics between patients")
+    for col in ("metric (unit)", "median (IQR)", "geo mean (CV%)"):  # 5th-95th percentiles: summary.json
+        kin.add_column(col, justify="left" if col.startswith("metric") else "right")
+    for k, d in result.summary.get("kinetics", {}).items():
+        kin.add_row(f"{k} ({d['unit']})", f"{fmt(d['median'])} ({fmt(d['iqr'][0])}-{fmt(d['iqr'][1])})",
+                    f"{fmt(d['geo_mean'])} ({fmt(d['geo_cv_pct'])})")
+    Console().print(kin)
     from cartsim.population.endpoints import SUBGROUP_ENDPOINTS
 
     def pct(row, e):

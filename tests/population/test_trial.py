@@ -148,6 +148,19 @@ def test_trial_json_keys(tmp_path, capsys):
         assert k in out
 
 
+def test_kinetic_distributions_agree_with_the_headline_figures():
+    s = run_trial(load_trial("zuma-1", n=120, follow_up_days=60)).summary
+    k = s["kinetics"]
+    assert set(k) == {"cmax_cells_per_ul", "cmax_copies_per_ug", "tmax_days", "auc_0_28"}
+    assert k["cmax_cells_per_ul"]["median"] == pytest.approx(s["cmax_median"])
+    assert k["cmax_cells_per_ul"]["iqr"] == pytest.approx(s["cmax_iqr"])
+    assert k["tmax_days"]["median"] == pytest.approx(s["tmax_median_days"])
+    d = k["cmax_copies_per_ug"]
+    assert d["p5_p95"][0] <= d["iqr"][0] <= d["median"] <= d["iqr"][1] <= d["p5_p95"][1]
+    # geometric CV% is the lognormal transform of the SD of ln Cmax
+    assert d["geo_cv_pct"] == pytest.approx(100 * np.sqrt(np.expm1(s["cmax_copies_log_sd"] ** 2)))
+
+
 def test_wilson_interval():
     lo, hi = wilson(0, 10)
     assert lo == 0 and 25 < hi < 35

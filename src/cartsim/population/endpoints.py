@@ -56,6 +56,29 @@ def _iqr(x) -> list[float | None]:
     return [float(np.percentile(x, 25)), float(np.percentile(x, 75))] if x.size else [None, None]
 
 
+#: Per-patient kinetic metrics summarised as distributions (``kinetics`` block), with units.
+KINETIC_DISTRIBUTIONS = {
+    "cmax_cells_per_ul": "cells/uL",      # CAR-T cells per uL blood
+    "cmax_copies_per_ug": "copies/ug",    # transgene copies per ug genomic DNA
+    "tmax_days": "day",
+    "auc_0_28": "copies*day/ug",
+}
+
+
+def _distribution(x: np.ndarray, unit: str) -> dict:
+    """A kinetic metric's spread between patients, as population PK tables report it:
+    median with IQR, 5th-95th percentiles, and geometric mean with geometric CV%
+    (100 * sqrt(exp(s^2) - 1), s the SD of ln x; positive values only)."""
+    x = _finite(x)
+    pos = x[x > 0]
+    s = float(np.std(np.log(pos), ddof=1)) if pos.size > 1 else None
+    pct = (lambda q: float(np.percentile(x, q))) if x.size else (lambda q: None)
+    return {"unit": unit, "n": int(x.size), "median": pct(50), "iqr": [pct(25), pct(75)],
+            "p5_p95": [pct(5), pct(95)],
+            "geo_mean": float(np.exp(np.mean(np.log(pos)))) if pos.size else None,
+            "geo_cv_pct": None if s is None else float(100 * math.sqrt(math.expm1(s * s)))}
+
+
 def summarise_trial(spec, table: pa.Table) -> dict:
     ok_all = np.asarray(table.column("ok").to_numpy(zero_copy_only=False), dtype=bool)
     good = table.filter(pa.array(ok_all))
@@ -91,6 +114,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["auc_0_28_median"] = _median(num("auc_0_28"))
     out["cmax_copies_log_sd"] = _log_sd(num("cmax_copies_per_ug"))
     out["cmax_copies_ratio_responders"] = _geo_ratio(num("cmax_copies_per_ug"), responders)
+    out["kinetics"] = {k: _distribution(num(k), unit) for k, unit in KINETIC_DISTRIBUTIONS.items()}
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
     _pct(responders & np.isnan(num("progression_day")), "ongoing_response", out)
     responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
