@@ -125,6 +125,8 @@ def test_every_preset_loads():
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\nbridging: {bridged_pct: 150}\n", "bridging.bridged_pct"),
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\nbridging: {bridged_pct: 80, response_burden_factor: 0}\n",
      "bridging.response_burden_factor"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\npopulation: {extramedullary_disease: {among: prior_lines}}\n",
+     "population.extramedullary_disease.among"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"

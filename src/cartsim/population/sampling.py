@@ -72,6 +72,15 @@ class Covariate(BaseModel):
         return self
 
 
+def check_among(cov: dict[str, Covariate]) -> None:
+    """Every ``among`` names another Bernoulli covariate of ``cov`` (an input error if not)."""
+    for name, d in cov.items():
+        a = d.among
+        if a is not None and (a == name or a not in cov or cov[a].distribution != "bernoulli"):
+            others = [k for k, v in cov.items() if v.distribution == "bernoulli" and k != name]
+            raise InputError(f"population.{name}.among", a, f"another bernoulli covariate: {', '.join(others) or 'none'}")
+
+
 #: Covariates every virtual patient has; the population files may add others.
 REQUIRED_COVARIATES = ("weight_kg", "tumour_burden", "age_years")
 
@@ -223,12 +232,10 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     if correlations:
         z = z @ correlation_factor(names, correlations).T
     covs = {c: _truncated(u[:, k], cov[c], *limits.get(c, (None, None))) for k, c in enumerate(cnames)}
+    check_among(cov)
     for c in cnames:
-        a = cov[c].among
-        if a is not None:
-            if a not in covs or cov[a].distribution != "bernoulli":
-                raise InputError(f"population.{c}.among", a, f"a bernoulli covariate: {', '.join(cnames)}")
-            covs[c] = covs[c] * (covs[a] > 0)
+        if cov[c].among is not None:
+            covs[c] = covs[c] * (covs[cov[c].among] > 0)
     covs["age_group"] = age_group(covs["age_years"])
     return {
         "weight_kg": covs["weight_kg"],

@@ -139,10 +139,12 @@ class TrialSpec(BaseModel):
     def covariates(self) -> dict:
         """The trial's covariate distributions: the indication's with the spec's
         ``population`` overrides, plus the bridging draws."""
-        from cartsim.population.sampling import covariate_model
+        from cartsim.population.sampling import check_among, covariate_model
 
         extra = self.bridging.covariates() if self.bridging is not None else {}
-        return {**covariate_model(self.indication, self.population), **extra}
+        cov = {**covariate_model(self.indication, self.population), **extra}
+        check_among(cov)
+        return cov
 
     def kept(self) -> np.ndarray:
         """Indices of the patients whose daily trajectories are kept (sorted, < n)."""
