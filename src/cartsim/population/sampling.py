@@ -223,6 +223,7 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     """
     idx = np.asarray(indices, dtype=np.int64)
     cov = covariate_model(indication) if covariates is None else covariates
+    check_among(cov)
     limits = {"tumour_burden": (min_burden, max_burden), **(bounds or {})}
     w2 = {**variability(), **(omega2 or {})}
     names = tuple(w2)
@@ -232,7 +233,6 @@ def sample_population(indication: str, seed: int, indices, *, min_burden=None, m
     if correlations:
         z = z @ correlation_factor(names, correlations).T
     covs = {c: _truncated(u[:, k], cov[c], *limits.get(c, (None, None))) for k, c in enumerate(cnames)}
-    check_among(cov)
     for c in cnames:
         if cov[c].among is not None:
             covs[c] = covs[c] * (covs[cov[c].among] > 0)
