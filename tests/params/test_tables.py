@@ -58,3 +58,12 @@ def test_kinetic_targets_are_not_unverified_when_used_for_calibration():
 def test_unknown_indication_is_input_error():
     with pytest.raises(InputError, match="indication"):
         load_indication("cll")
+
+
+def test_input_error_cuts_a_long_value_to_one_readable_line():
+    from cartsim.params.errors import MAX_VALUE_CHARS
+
+    err = InputError("population.age_years", {f"k{i}": "x" * 20 for i in range(20)}, "a valid covariate")
+    msg = str(err)
+    assert "\n" not in msg and "..." in msg and len(msg) < MAX_VALUE_CHARS + 80
+    assert str(InputError("n", 0, "a positive whole number")) == "n: got 0; expected a positive whole number"

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+#: Longest value representation in a message; a longer one (a whole mapping that failed a
+#: cross-field check, say) is cut, so the message stays one readable line.
+MAX_VALUE_CHARS = 120
+
+
 class InputError(ValueError):
     """Invalid user input. ``str(err)`` is a single line fit for a CLI message."""
 
@@ -10,4 +15,7 @@ class InputError(ValueError):
         self.field = field
         self.value = value
         self.expected = expected
-        super().__init__(f"{field}: got {value!r}; expected {expected}")
+        shown = repr(value)
+        if len(shown) > MAX_VALUE_CHARS:
+            shown = shown[: MAX_VALUE_CHARS - 3] + "..."
+        super().__init__(f"{field}: got {shown}; expected {expected}")
