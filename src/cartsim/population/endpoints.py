@@ -79,6 +79,17 @@ def _distribution(x: np.ndarray, unit: str) -> dict:
             "geo_cv_pct": None if s is None else float(100 * math.sqrt(math.expm1(s * s)))}
 
 
+def endpoint_flags(table: pa.Table) -> dict[str, np.ndarray]:
+    """Each patient's binary endpoints (one boolean per row of ``table``): the
+    :data:`SUBGROUP_ENDPOINTS` and any tocilizumab or steroid use."""
+    best = np.asarray(table.column("best_response").to_numpy(zero_copy_only=False), dtype=object)
+    crs, icans = _floats(table.column("crs_max_grade")), _floats(table.column("icans_max_grade"))
+    return {"orr": np.isin(best, RESPONDED), "cr": best == "CR", "crs_any": crs >= 1, "crs_grade3plus": crs >= 3,
+            "icans_any": icans >= 1, "icans_grade3plus": icans >= 3,
+            "tocilizumab": _floats(table.column("tocilizumab_doses")) > 0,
+            "steroids": _floats(table.column("dexamethasone_doses")) > 0}
+
+
 def summarise_trial(spec, table: pa.Table) -> dict:
     ok_all = np.asarray(table.column("ok").to_numpy(zero_copy_only=False), dtype=bool)
     good = table.filter(pa.array(ok_all))
@@ -90,19 +101,15 @@ def summarise_trial(spec, table: pa.Table) -> dict:
         return np.asarray(good.column(name).to_numpy(zero_copy_only=False), dtype=object)
 
     n = good.num_rows
-    best = obj("best_response")
-    crs, icans = num("crs_max_grade"), num("icans_max_grade")
+    crs = num("crs_max_grade")
     out: dict = {"trial": spec.name, "indication": spec.indication,
                  "product": spec.product if isinstance(spec.product, str) else "custom",
                  "n": int(len(ok_all)), "n_evaluated": n, "n_failed": int((~ok_all).sum()),
                  "seed": spec.seed, "follow_up_days": spec.follow_up_days}
-    responders = np.isin(best, RESPONDED)
-    flags = {"orr": responders, "cr": best == "CR", "crs_any": crs >= 1, "crs_grade3plus": crs >= 3,
-             "icans_any": icans >= 1, "icans_grade3plus": icans >= 3}  # the SUBGROUP_ENDPOINTS
-    for e in SUBGROUP_ENDPOINTS:
+    flags = endpoint_flags(good)
+    responders = flags["orr"]
+    for e in (*SUBGROUP_ENDPOINTS, "tocilizumab", "steroids"):
         _pct(flags[e], e, out)
-    _pct(num("tocilizumab_doses") > 0, "tocilizumab", out)
-    _pct(num("dexamethasone_doses") > 0, "steroids", out)
     on = crs >= 1
     out["crs_onset_median_days"] = _median(num("crs_onset_day")[on])
     out["crs_duration_median_days"] = _median(num("crs_duration_days")[on])
