@@ -13,8 +13,8 @@ Intervals (95%):
   use): the difference of the paired proportions with Newcombe's hybrid score interval
   for paired data (Newcombe RG. Stat Med 1998;17:2635-2650, method 10), built from the
   Wilson intervals of the two rates and the continuity-corrected phi correlation of the
-  pairs (written here: no Python library offers it; it matches R's
-  biostatUZH::confIntPairedProportion);
+  pairs (written here: scipy, a dependency already, has no paired-proportion interval;
+  it matches the formula of R's biostatUZH::confIntPairedProportion);
 - Cmax and AUC: the geometric mean ratio B/A, exp of a t interval on the paired log
   differences; Tmax: the mean paired difference with a t interval.
 """
@@ -84,11 +84,9 @@ def compare_tables(a: pa.Table, b: pa.Table) -> dict:
     out: dict = {"n_paired": int(ok.sum()), "endpoints": {}, "kinetics": {}}
     for e in COMPARED_ENDPOINTS:
         d, lo, hi = paired_difference(fa[e], fb[e])
-        n = max(int(ok.sum()), 1)
         out["endpoints"][e] = {"a_pct": 100 * float(fa[e].mean()) if ok.any() else None,
                                "b_pct": 100 * float(fb[e].mean()) if ok.any() else None,
-                               "difference_pct": _num(d), "difference_ci95": [_num(lo), _num(hi)],
-                               "n": n}
+                               "difference_pct": _num(d), "difference_ci95": [_num(lo), _num(hi)]}
     for m in RATIO_METRICS:
         xa, xb = _floats(a.column(m)), _floats(b.column(m))
         good = (xa > 0) & (xb > 0) & np.isfinite(xa) & np.isfinite(xb)
