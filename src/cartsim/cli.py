@@ -237,6 +237,30 @@ def calibrate(
             pass
 
 
+def _fmt(x) -> str:
+    """A table cell: floats to 3 significant digits, None as n/a."""
+    return "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x))
+
+
+def _check_whole(positive: dict, non_negative: dict) -> None:
+    """CLI counts (None: not given) must be whole numbers > 0 or >= 0: input errors otherwise."""
+    for name, value in positive.items():
+        if value is not None and value <= 0:
+            raise InputError(name, value, "a positive whole number")
+    for name, value in non_negative.items():
+        if value is not None and value < 0:
+            raise InputError(name, value, "a non-negative whole number")
+
+
+def _progress():
+    """A progress bar on stderr for long runs (gone when done)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
 @app.command()
 def trial(
     spec: str = typer.Argument(..., help="trial YAML file or preset (eliana, juliet, zuma-1, karmma, cartitude-1, mackensen-2022)"),
@@ -252,24 +276,14 @@ def trial(
         None, "--subgroups", help="comma-separated covariates to report endpoints by, e.g. tumour_burden,age_group"),
 ) -> None:
     """Run a virtual trial: per-patient table and endpoints with 95% CIs."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from cartsim.population import load_trial, run_trial
 
-    for name, value in (("n", n), ("chunk_size", chunk_size)):
-        if value is not None and value <= 0:
-            raise InputError(name, value, "a positive whole number")
-    for name, value in (("seed", seed), ("keep_trajectories", keep_trajectories)):
-        if value is not None and value < 0:
-            raise InputError(name, value, "a non-negative whole number")
+    _check_whole({"n": n, "chunk_size": chunk_size}, {"seed": seed, "keep_trajectories": keep_trajectories})
     groups = None if subgroups is None else [g.strip() for g in subgroups.split(",") if g.strip()]
     trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size, keep_trajectories=keep_trajectories,
                             subgroups=groups)
-    from rich.console import Console
-
-    with Progress(TextColumn(f"{trial_spec.name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("patients", total=trial_spec.n)
+    with _progress() as bar:
+        task = bar.add_task(trial_spec.name, total=trial_spec.n)
         result = run_trial(trial_spec, out, resume=resume,
                            progress=lambda done, total: bar.update(task, completed=done))
     if as_json:
@@ -282,33 +296,32 @@ def trial(
     table.add_column("endpoint", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")
-    fmt = (lambda x: "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x)))
     for k, v in result.summary.items():
         if k.endswith("_ci95") or k.endswith("_iqr") or k in ("baseline", "subgroups", "kinetics"):
             continue
         ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
-        table.add_row(k, fmt(v), "" if ci is None else f"{fmt(ci[0])}-{fmt(ci[1])}")
+        table.add_row(k, _fmt(v), "" if ci is None else f"{_fmt(ci[0])}-{_fmt(ci[1])}")
     for k, v in result.summary.get("baseline", {}).items():  # the virtual population's Table 1
         if isinstance(v, dict) and "median" in v:
-            text = f"{fmt(v['median'])} ({fmt(v['range'][0])}-{fmt(v['range'][1])})"
+            text = f"{_fmt(v['median'])} ({_fmt(v['range'][0])}-{_fmt(v['range'][1])})"
         elif isinstance(v, dict):
-            text = ", ".join(f"{g} {fmt(p)}%" for g, p in v.items())
+            text = ", ".join(f"{g} {_fmt(p)}%" for g, p in v.items())
         else:
-            text = fmt(v)
+            text = _fmt(v)
         table.add_row(f"baseline {k}", text, "")
     Console().print(table)
     kin = Table(title="kinetics between patients")
     for col in ("metric (unit)", "median (IQR)", "geo mean (CV%)"):  # 5th-95th percentiles: summary.json
         kin.add_column(col, justify="left" if col.startswith("metric") else "right")
     for k, d in result.summary.get("kinetics", {}).items():
-        kin.add_row(f"{k} ({d['unit']})", f"{fmt(d['median'])} ({fmt(d['iqr'][0])}-{fmt(d['iqr'][1])})",
-                    f"{fmt(d['geo_mean'])} ({fmt(d['geo_cv_pct'])})")
+        kin.add_row(f"{k} ({d['unit']})", f"{_fmt(d['median'])} ({_fmt(d['iqr'][0])}-{_fmt(d['iqr'][1])})",
+                    f"{_fmt(d['geo_mean'])} ({_fmt(d['geo_cv_pct'])})")
     Console().print(kin)
     from cartsim.population.endpoints import SUBGROUP_ENDPOINTS
 
     def pct(row, e):
         v, (lo, hi) = row[f"{e}_pct"], row[f"{e}_ci95"]
-        return "n/a" if v is None else f"{v:.3g} ({fmt(lo)}-{fmt(hi)})"
+        return "n/a" if v is None else f"{v:.3g} ({_fmt(lo)}-{_fmt(hi)})"
 
     for name, levels in result.summary.get("subgroups", {}).items():
         sub = Table(title=f"by {name}")
@@ -332,20 +345,15 @@ def compare(
 ) -> None:
     """Compare two virtual trials on the same virtual patients: B minus A with paired 95% CIs."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from cartsim.population import load_trial
     from cartsim.population.compare import compare_trials
 
-    if n is not None and n <= 0:
-        raise InputError("n", n, "a positive whole number")
-    if seed is not None and seed < 0:
-        raise InputError("seed", seed, "a non-negative whole number")
+    _check_whole({"n": n}, {"seed": seed})
     a = load_trial(spec_a, n=n, seed=seed)
     b = load_trial(spec_b)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with _progress() as bar:
         tasks = {k: bar.add_task(f"{k.upper()} {s.name}", total=a.n) for k, s in (("a", a), ("b", b))}
         result = compare_trials(a, b, out, progress=lambda k, done, total: bar.update(tasks[k], completed=done))
     out.mkdir(parents=True, exist_ok=True)
@@ -353,19 +361,18 @@ def compare(
     if as_json:
         print(json.dumps({k: v for k, v in result.items() if k != "summaries"}))
         return
-    fmt = (lambda x: "n/a" if x is None else f"{x:.3g}")
     table = Table(title=f"{result['b']} vs {result['a']} ({result['n_paired']} paired patients)")
     for col in ("endpoint", "A %", "B %", "B - A (95% CI)"):
         table.add_column(col, justify="left" if col == "endpoint" else "right", no_wrap=col == "endpoint")
     for e, r in result["endpoints"].items():
         lo, hi = r["difference_ci95"]
-        table.add_row(e, fmt(r["a_pct"]), fmt(r["b_pct"]), f"{fmt(r['difference_pct'])} ({fmt(lo)} to {fmt(hi)})")
+        table.add_row(e, _fmt(r["a_pct"]), _fmt(r["b_pct"]), f"{_fmt(r['difference_pct'])} ({_fmt(lo)} to {_fmt(hi)})")
     for m, r in result["kinetics"].items():
         lo, hi = r["ci95"]
         if "geo_mean_ratio" in r:
-            table.add_row(f"{m} B/A", "", "", f"x{fmt(r['geo_mean_ratio'])} ({fmt(lo)} to {fmt(hi)})")
+            table.add_row(f"{m} B/A", "", "", f"x{_fmt(r['geo_mean_ratio'])} ({_fmt(lo)} to {_fmt(hi)})")
         else:
-            table.add_row(f"{m} B-A", "", "", f"{fmt(r['mean_difference'])} ({fmt(lo)} to {fmt(hi)})")
+            table.add_row(f"{m} B-A", "", "", f"{_fmt(r['mean_difference'])} ({_fmt(lo)} to {_fmt(hi)})")
     Console().print(table)
     print(f"wrote {out / 'a'}, {out / 'b'} and {out / 'comparison.json'}")
 
