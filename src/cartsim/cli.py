@@ -263,7 +263,7 @@ def _progress():
 
 @app.command()
 def trial(
-    spec: str = typer.Argument(..., help="trial YAML file or preset (eliana, juliet, zuma-1, karmma, cartitude-1, mackensen-2022)"),
+    spec: str = typer.Argument(..., help="trial YAML file or preset (eliana, juliet, zuma-1, karmma, karmma-450, cartitude-1, mackensen-2022)"),
     n: Optional[int] = typer.Option(None, help="number of virtual patients (overrides the spec)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the spec)"),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per compiled batch"),

@@ -127,6 +127,12 @@ def test_every_preset_loads():
      "bridging.response_burden_factor"),
     ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\npopulation: {extramedullary_disease: {among: prior_lines}}\n",
      "population.extramedullary_disease.among"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\ndose: {levels: [{flat: 1e8, pct: 50}, {flat: 3e8, pct: 40}]}\n",
+     "dose"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\ndose: {flat: 1e8, levels: [{flat: 3e8, pct: 100}]}\n", "dose"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\ndose: {levels: [{flat: 1e8, pct: 0}, {flat: 3e8, pct: 100}]}\n",
+     "dose.levels.0.pct"),
+    ("name: x\nindication: mm\nproduct: ide-cel\nn: 5\ndose: {levels: [{pct: 100}]}\n", "dose.levels.0"),
 ])
 def test_schema_errors_name_the_field_path(tmp_path, capsys, text, field):
     f = tmp_path / "t.yaml"
@@ -341,3 +347,23 @@ def test_a_covariate_drawn_among_another_must_name_a_bernoulli_covariate():
         sample_population("mm", 1, np.arange(5), covariates=cov)
     with pytest.raises(ValueError, match="only a bernoulli"):
         Covariate(distribution="normal", mean=1, sd=1, min=0, max=2, among="bridged")
+
+
+def test_dose_levels_are_drawn_per_patient_and_change_no_other_draw():
+    levels = {"levels": [{"flat": 4.5e8, "pct": 42.2}, {"flat": 3e8, "pct": 57.8}]}
+    mixed = run_trial(load_trial("karmma", n=600, follow_up_days=20, dose=levels, subgroups=["dose_level"]))
+    single = run_trial(load_trial("karmma", n=600, follow_up_days=20, dose={"flat": 3e8}))
+    col = lambda t, c: np.asarray(t.column(c).to_numpy(), dtype=float)  # noqa: E731
+    lvl, dose = col(mixed.patients, "dose_level"), col(mixed.patients, "dose_car_cells")
+    assert set(np.unique(lvl)) == {1, 2} and np.mean(lvl == 1) == pytest.approx(0.422, abs=0.05)
+    # each level's patients get that level's dose (CAR+ cells; ide-cel doses are CAR+ cells)
+    assert np.allclose(dose[lvl == 1], dose[lvl == 1][0]) and np.allclose(dose[lvl == 2], dose[lvl == 2][0])
+    assert dose[lvl == 1][0] / dose[lvl == 2][0] == pytest.approx(1.5)
+    for c in ("weight_kg", "tumour_burden", "age_years"):  # the level has its own stream
+        assert np.array_equal(col(mixed.patients, c), col(single.patients, c))
+    base = mixed.summary["baseline"]["dose_level_pct"]
+    assert base["1"] == pytest.approx(100 * np.mean(lvl == 1)) and sum(base.values()) == pytest.approx(100)
+    assert set(mixed.summary["subgroups"]["dose_level"]) == {"1", "2"}
+    # the same level's patients match a single-dose trial at that dose exactly
+    same = lvl == 2
+    assert np.array_equal(col(mixed.patients, "cmax_cells_per_ul")[same], col(single.patients, "cmax_cells_per_ul")[same])

@@ -141,7 +141,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
 def _baseline(spec, good: pa.Table) -> dict:
     """Baseline characteristics of the evaluated patients, as a trial's Table 1 reports them:
     median and range of continuous covariates and counts, share (%) of binary ones and of
-    each age group."""
+    each level of categorical ones and of each age group."""
     from cartsim.population.sampling import age_groups
 
     out: dict = {}
@@ -156,6 +156,8 @@ def _baseline(spec, good: pa.Table) -> dict:
             continue
         if d.distribution == "bernoulli":
             out[f"{name}_pct"] = float(100 * x.mean())
+        elif d.distribution == "categorical":
+            out[f"{name}_pct"] = {str(k): float(100 * np.mean(x == k)) for k in range(1, len(d.probs) + 1)}
         else:
             out[name] = {"median": float(np.median(x)), "range": [float(x.min()), float(x.max())]}
     if "age_group" in good.column_names:

@@ -37,17 +37,19 @@ class Covariate(BaseModel):
     a lognormal rounded to whole numbers (counts such as prior lines of therapy);
     ``bernoulli``: probability ``p`` of 1, or, with ``among``, of 1 among the patients whose
     covariate ``among`` is 1 (0 for the others; e.g. a response to bridging among the
-    bridged), reported as a share of those. Continuous and count covariates are truncated
-    to ``[min, max]`` (drawn by inversion, exact).
+    bridged), reported as a share of those; ``categorical``: levels 1, 2, ... with
+    probabilities ``probs`` (e.g. a trial's dose levels). Continuous and count covariates
+    are truncated to ``[min, max]`` (drawn by inversion, exact).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    distribution: Literal["lognormal", "normal", "lognormal_integer", "bernoulli"]
+    distribution: Literal["lognormal", "normal", "lognormal_integer", "bernoulli", "categorical"]
     median: float | None = Field(None, gt=0)
     cv: float | None = Field(None, gt=0)
     mean: float | None = None
     sd: float | None = Field(None, gt=0)
     p: float | None = Field(None, ge=0, le=1)
+    probs: list[float] | None = Field(None, min_length=1)
     among: str | None = None
     min: float | None = None
     max: float | None = None
@@ -59,12 +61,15 @@ class Covariate(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> "Covariate":
         need = {"lognormal": ("median", "cv", "min", "max"), "lognormal_integer": ("median", "cv", "min", "max"),
-                "normal": ("mean", "sd", "min", "max"), "bernoulli": ("p",)}[self.distribution]
+                "normal": ("mean", "sd", "min", "max"), "bernoulli": ("p",),
+                "categorical": ("probs",)}[self.distribution]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.distribution} covariate needs {', '.join(missing)}")
         if self.among is not None and self.distribution != "bernoulli":
             raise ValueError("only a bernoulli covariate is drawn among the patients of another")
+        if self.probs is not None and (min(self.probs) < 0 or abs(sum(self.probs) - 1) > 1e-9):
+            raise ValueError(f"probs {self.probs} are not probabilities summing to 1")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         if self.distribution.startswith("lognormal") and self.min is not None and self.min < 0:
@@ -162,6 +167,9 @@ def _truncated(u: np.ndarray, d: Covariate, lo=None, hi=None) -> np.ndarray:
     and to ``[lo, hi]`` (eligibility)."""
     if d.distribution == "bernoulli":
         return (u < d.p).astype(np.int64)
+    if d.distribution == "categorical":  # level k (from 1) where the cumulative probability passes u
+        cum = np.cumsum(d.probs)
+        return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1).astype(np.int64) + 1
     lo = max(d.min, lo if lo is not None else -math.inf)
     hi = min(d.max, hi if hi is not None else math.inf)
     if lo > hi:

@@ -13,8 +13,8 @@ from cartsim.patient._schema import input_error_from
 from cartsim.patient.indication import Lymphodepletion
 
 
-class DoseRule(BaseModel):
-    """CAR+ viable cells: per kg (optionally capped) or flat. Omitted: the product label."""
+class DoseLevel(BaseModel):
+    """One dose: CAR+ viable cells per kg (optionally capped) or flat."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     per_kg: float | None = Field(None, gt=0)
@@ -22,7 +22,7 @@ class DoseRule(BaseModel):
     cap: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _one(self) -> DoseRule:
+    def _one(self):
         if (self.per_kg is None) == (self.flat is None):
             raise ValueError("give exactly one of per_kg or flat")
         return self
@@ -32,6 +32,60 @@ class DoseRule(BaseModel):
         w = np.asarray(weight_kg, dtype=float)
         cells = self.per_kg * w if self.per_kg is not None else np.full(w.shape, self.flat)
         return np.minimum(cells, self.cap) if self.cap is not None else cells
+
+
+class SharedLevel(DoseLevel):
+    """A dose level of a trial and the share (%) of its patients who received it."""
+
+    pct: float = Field(gt=0, le=100)
+
+
+class DoseRule(BaseModel):
+    """CAR+ viable cells: one dose (``per_kg``, optionally capped, or ``flat``) for every
+    patient, or ``levels``, each with the share (%) of the patients given it, as trials
+    that infused several dose levels report their results over all of them. Omitted: the
+    product label. A patient's level is drawn on its own stream (covariate ``dose_level``,
+    numbered from 1 in the order given), so it changes no other draw."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_kg: float | None = Field(None, gt=0)
+    flat: float | None = Field(None, gt=0)
+    cap: float | None = Field(None, gt=0)
+    levels: list[SharedLevel] | None = Field(None, min_length=1)
+    source: str = "model assumption"
+    evidence: str = "assumption"
+
+    #: how far the shares of ``levels`` may sum from 100 (published shares are rounded)
+    PCT_TOLERANCE: ClassVar[float] = 0.5
+
+    @model_validator(mode="after")
+    def _one(self) -> DoseRule:
+        if self.levels is None:
+            DoseLevel(per_kg=self.per_kg, flat=self.flat, cap=self.cap)  # exactly one of per_kg, flat
+        elif (self.per_kg, self.flat, self.cap) != (None, None, None):
+            raise ValueError("give either levels or one dose (per_kg or flat, with cap), not both")
+        elif abs(sum(lv.pct for lv in self.levels) - 100) > self.PCT_TOLERANCE:
+            raise ValueError(f"the levels' pct sum to {sum(lv.pct for lv in self.levels):g}, not 100")
+        return self
+
+    def covariates(self) -> dict:
+        """The dose level drawn per patient, as a covariate of the trial (none for one dose)."""
+        from cartsim.population.sampling import Covariate
+
+        if self.levels is None:
+            return {}
+        total = sum(lv.pct for lv in self.levels)
+        return {"dose_level": Covariate(distribution="categorical", probs=[lv.pct / total for lv in self.levels],
+                                        description="dose level (1 = the first in the spec)",
+                                        source=self.source, evidence=self.evidence)}
+
+    def cells(self, weight_kg, level=None) -> np.ndarray:
+        """Cells for an array of body weights (and, with ``levels``, dose levels from 1)."""
+        if self.levels is None:
+            return DoseLevel(per_kg=self.per_kg, flat=self.flat, cap=self.cap).cells(weight_kg)
+        per_level = np.stack([lv.cells(weight_kg) for lv in self.levels])
+        lvl = np.asarray(level, dtype=np.int64) - 1
+        return np.take_along_axis(per_level, lvl[None, ...], axis=0)[0]
 
 
 class Eligibility(BaseModel):
@@ -138,10 +192,12 @@ class TrialSpec(BaseModel):
 
     def covariates(self) -> dict:
         """The trial's covariate distributions: the indication's with the spec's
-        ``population`` overrides, plus the bridging draws."""
+        ``population`` overrides, plus the bridging and dose-level draws."""
         from cartsim.population.sampling import check_among, covariate_model
 
         extra = self.bridging.covariates() if self.bridging is not None else {}
+        if self.dose is not None:
+            extra.update(self.dose.covariates())
         cov = {**covariate_model(self.indication, self.population), **extra}
         check_among(cov)
         return cov

@@ -144,7 +144,8 @@ def _run_chunk(spec, ind, prod, pol_arrays, ld, params, cov, indices, omega2=Non
         infused = burden if spec.bridging is None else \
             spec.bridging.at_infusion(burden, pop["covariates"]["bridging_response"], params)
         pop["covariates"]["tumour_burden_infusion"] = infused
-        dose = spec.dose.cells(weight) if spec.dose is not None else dose_cells(prod.dose, weight)
+        dose = spec.dose.cells(weight, pop["covariates"].get("dose_level")) if spec.dose is not None \
+            else dose_cells(prod.dose, weight)
         theta, obs, y0, bad = build_batch(prod, ind, weight, infused, dose, ld, pop["random_effects"], params)
     except Exception as err:  # the whole chunk could not be set up: flagged, never fatal
         nan = np.full(n, np.nan)
