@@ -127,7 +127,18 @@ _stages = _jit(_ns["_stages"])
 _err_comb = _jit(_ns["_err_comb"])
 
 
-@numba.njit(nogil=True, cache=_cache_ok(), fastmath=_FAST, error_model="numpy")
+# One explicit signature, so one machine-code version of the kernel, whatever the
+# layouts of the arrays a call passes (``out`` is a strided view of the daily states; for
+# a batch of one it is also contiguous). With lazily compiled versions, numba compiled one
+# per layout, and the one compiled first in a process (or loaded from the disk cache)
+# rounded differently from one compiled later: a patient's result changed in its last
+# digits with its batch and with the history of the cache (seen as a rare failure of
+# tests/patient/test_fast_solver.py::test_a_patient_does_not_depend_on_its_batch).
+_KERNEL_SIGNATURE = ("void(float64[:, ::1], float64[:, ::1], float64[::1], float64[::1], float64, int64, "
+                     "float64[::1], boolean[::1], float64, float64, int64, float64[:, :, :], int64[:, ::1])")
+
+
+@numba.njit(_KERNEL_SIGNATURE, nogil=True, cache=_cache_ok(), fastmath=_FAST, error_model="numpy")
 def _solve_days(P, Y, toci, dex, t0, n_days, dt, ok, rtol, atol, max_steps, out, stats):
     """Integrate every patient of the batch from ``t0`` over ``n_days`` days.
 
@@ -265,7 +276,7 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
     crs[:, 0], icans[:, 0] = np.asarray(c)[:, 0], np.asarray(i_)[:, 0]
 
     for day in range(window):
-        e = np.asarray(exposure)
+        e = np.array(exposure)  # writable: the kernel signature takes writable arrays
         _solve_days(P, Y, np.ascontiguousarray(e[:, 0]), np.ascontiguousarray(e[:, 1]), float(day), 1, dt, ok,
                     rtol, atol, MAX_STEPS_PER_DAY, ys[:, day + 1 : day + 2], stats)
         c, i_, b, counts, exposure, given, waived = _end_of_day_batch(
@@ -275,7 +286,7 @@ def solve_batch_fast(theta: Theta, obs: Obs, y0, policy: PolicyArrays, n_days: i
         toci[:, day + 1], dex[:, day + 1] = g[:, 0], g[:, 1]
 
     if n_days > window:
-        e = np.asarray(exposure)
+        e = np.array(exposure)  # writable: the kernel signature takes writable arrays
         late = n_days - window
         _solve_days(P, Y, np.ascontiguousarray(e[:, 0]), np.ascontiguousarray(e[:, 1]), float(window), late, dt,
                     ok, rtol, atol, MAX_STEPS_PER_DAY, ys[:, window + 1 :], stats)
