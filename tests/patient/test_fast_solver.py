@@ -46,6 +46,14 @@ def test_a_patient_does_not_depend_on_its_batch(wide):
         f"dex days {np.flatnonzero(alone.dex[0])} vs {np.flatnonzero(together.dex[5])}")
 
 
+def test_the_kernel_has_one_compiled_version():
+    """A batch of one passes contiguous arrays where larger batches pass strided views; a
+    second compiled version rounded differently when compiled in another process."""
+    from cartsim.patient.fast_solver import _solve_days
+
+    assert len(_solve_days.signatures) == 1 and len(_solve_days.overloads) == 1
+
+
 def test_build_batch_equals_build_patient_by_patient():
     ind, prod = load_indication("mm"), load_product("ide-cel")
     pop = sample_population("mm", 3, np.arange(5))
