@@ -24,7 +24,7 @@ class DoseLevel(BaseModel):
     @model_validator(mode="after")
     def _one(self):
         if (self.per_kg is None) == (self.flat is None):
-            raise ValueError("give exactly one of per_kg or flat")
+            raise ValueError("exactly one of per_kg or flat")
         return self
 
     def cells(self, weight_kg) -> np.ndarray:
@@ -63,9 +63,10 @@ class DoseRule(BaseModel):
         if self.levels is None:
             DoseLevel(per_kg=self.per_kg, flat=self.flat, cap=self.cap)  # exactly one of per_kg, flat
         elif (self.per_kg, self.flat, self.cap) != (None, None, None):
-            raise ValueError("give either levels or one dose (per_kg or flat, with cap), not both")
+            raise ValueError("either levels or one dose (per_kg or flat, optionally with cap), not both")
         elif abs(sum(lv.pct for lv in self.levels) - 100) > self.PCT_TOLERANCE:
-            raise ValueError(f"the levels' pct sum to {sum(lv.pct for lv in self.levels):g}, not 100")
+            raise ValueError(f"levels whose pct sum to 100 (within {self.PCT_TOLERANCE:g}); "
+                             f"these sum to {sum(lv.pct for lv in self.levels):g}")
         return self
 
     def covariates(self) -> dict:
