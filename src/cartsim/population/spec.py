@@ -22,7 +22,7 @@ class DoseLevel(BaseModel):
     cap: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _one(self):
+    def _one(self) -> DoseLevel:
         if (self.per_kg is None) == (self.flat is None):
             raise ValueError("exactly one of per_kg or flat")
         return self
@@ -84,9 +84,9 @@ class DoseRule(BaseModel):
         """Cells for an array of body weights (and, with ``levels``, dose levels from 1)."""
         if self.levels is None:
             return DoseLevel(per_kg=self.per_kg, flat=self.flat, cap=self.cap).cells(weight_kg)
-        per_level = np.stack([lv.cells(weight_kg) for lv in self.levels])
-        lvl = np.asarray(level, dtype=np.int64) - 1
-        return np.take_along_axis(per_level, lvl[None, ...], axis=0)[0]
+        per_level = np.stack([lv.cells(weight_kg) for lv in self.levels])  # [levels, patients]
+        lvl = np.asarray(level, dtype=np.int64)
+        return per_level[lvl - 1, np.arange(lvl.size)]
 
 
 class Eligibility(BaseModel):
