@@ -292,6 +292,8 @@ def trial(
     from rich.console import Console
     from rich.table import Table
 
+    from cartsim.population.endpoints import SUBGROUP_ENDPOINTS, ci_key
+
     table = Table(title=f"virtual trial {trial_spec.name} (n = {trial_spec.n})")
     table.add_column("endpoint", no_wrap=True)
     table.add_column("value", justify="right")
@@ -299,7 +301,7 @@ def trial(
     for k, v in result.summary.items():
         if k.endswith("_ci95") or k.endswith("_iqr") or k in ("baseline", "subgroups", "kinetics"):
             continue
-        ci = result.summary.get(k.removesuffix("_pct") + "_ci95") if k.endswith("_pct") else None
+        ci = result.summary.get(ci_key(k))
         table.add_row(k, _fmt(v), "" if ci is None else f"{_fmt(ci[0])}-{_fmt(ci[1])}")
     for k, v in result.summary.get("baseline", {}).items():  # the virtual population's Table 1
         if isinstance(v, dict) and "median" in v:
@@ -317,7 +319,6 @@ def trial(
         kin.add_row(f"{k} ({d['unit']})", f"{_fmt(d['median'])} ({_fmt(d['iqr'][0])}-{_fmt(d['iqr'][1])})",
                     f"{_fmt(d['geo_mean'])} ({_fmt(d['geo_cv_pct'])})")
     Console().print(kin)
-    from cartsim.population.endpoints import SUBGROUP_ENDPOINTS
 
     def pct(row, e):
         v, (lo, hi) = row[f"{e}_pct"], row[f"{e}_ci95"]

@@ -279,6 +279,33 @@ def test_efs_counts_treatment_failure_at_the_end_of_the_response_window():
     assert pfs["pfs_365d_pct"] == pytest.approx(75.0)  # one progression
     assert efs["efs_365d_pct"] == pytest.approx(50.0)  # and one treatment failure
     assert efs["median_efs_days"] is None or efs["median_efs_days"] >= 100
+    lo, hi = pfs["pfs_365d_ci95"]  # Kaplan-Meier rate at 12 months with its CI
+    assert lo < 75.0 < hi <= 100
+
+
+def test_medians_of_times_have_distribution_free_confidence_intervals():
+    from cartsim.population.endpoints import _km_median, _median_ci, wilson
+
+    x = np.arange(1.0, 101.0)
+    lo, hi = _median_ci(x)
+    assert lo < np.median(x) < hi and hi - lo < 25  # order statistics around the 50th
+    assert _median_ci(np.array([3.0, 4.0])) == [None, None]  # two values cannot bound a median
+    assert _median_ci(np.array([])) == [None, None]
+    # censored durations: with most patients censored early, the median is not reached
+    med, ci = _km_median(np.array([10.0, 20.0, 30.0, 40.0]), np.array([True, False, False, False]))
+    assert med is None and ci[1] is None
+    med, ci = _km_median(np.arange(10.0, 110.0, 10.0), np.ones(10, dtype=bool))
+    assert ci[0] <= med <= ci[1]
+    assert wilson(0, 50)[0] == 0.0 and wilson(50, 50)[1] == 100.0  # exact ends, no rounding residue
+
+
+def test_sle_trial_reports_b_cell_return_with_its_interval():
+    res = run_trial(load_trial("mackensen-2022", n=40, follow_up_days=365))
+    s = res.summary
+    for key in ("b_cell_return", "b_cell_aplasia", "crs_onset", "crs_duration"):
+        med, (lo, hi) = s[f"{key}_median_days"], s[f"{key}_median_ci95"]
+        assert med is not None and (lo is None or lo <= med) and (hi is None or med <= hi), key
+    assert s["kinetics"]["tmax_days"]["median_ci95"][0] <= s["kinetics"]["tmax_days"]["median"]
 
 
 def test_the_documented_example_spec_is_valid(tmp_path):

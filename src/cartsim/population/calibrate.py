@@ -47,7 +47,7 @@ import numpy as np
 
 from cartsim.params import InputError, data_path
 from cartsim.patient.simulate import variability
-from cartsim.population.endpoints import wilson
+from cartsim.population.endpoints import ci_key, wilson
 from cartsim.population.spec import load_trial
 from cartsim.population.trial import run_trial
 
@@ -144,9 +144,7 @@ def compare(targets, summaries: dict[str, dict]) -> list[Comparison]:
         if s is None:
             continue
         val = s.get(t.endpoint)
-        ci = tuple(s.get(t.endpoint.removesuffix("_pct") + "_ci95", [None, None])) if t.is_pct else (None, None)
-        if t.endpoint == "median_pfs_days":
-            ci = tuple(s.get("median_pfs_ci95", [None, None]))
+        ci = tuple(s.get(ci_key(t.endpoint)) or (None, None))
         rows.append(Comparison(t, val, ci, int(s.get("n_evaluated", 0))))
     return rows
 

@@ -1,8 +1,12 @@
 """Trial endpoints with 95% confidence intervals.
 
-Proportions use the Wilson score interval; progression-free survival uses the
-Kaplan-Meier estimator of lifelines (median with its 95% CI). Only patients whose
-simulation succeeded enter the endpoints; failures are counted in ``n_failed``.
+Proportions use the Wilson score interval. Times to an event that follow-up may not see
+(progression, event-free survival, the end of B-cell aplasia) use the Kaplan-Meier
+estimator of lifelines: median and 12-month rate, each with its 95% CI (lifelines'
+exponential Greenwood interval). Medians of times every patient has (CRS onset and
+duration, Tmax, Cmax) get the distribution-free interval of order statistics (exact
+binomial; ``scipy.stats.quantile_test``). Only patients whose simulation succeeded enter
+the endpoints; failures are counted in ``n_failed``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ def wilson(k: int, n: int) -> tuple[float | None, float | None]:
     den = 1 + Z95**2 / n
     centre = (p + Z95**2 / (2 * n)) / den
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
-    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+    # at k = 0 (k = n) the bound is exactly 0 (100); the subtraction would leave rounding
+    lo = 0.0 if k == 0 else 100 * max(0.0, centre - half)
+    hi = 100.0 if k == n else 100 * min(1.0, centre + half)
+    return lo, hi
+
+
+def ci_key(endpoint: str) -> str:
+    """The summary key of an endpoint's 95% CI: ``orr_pct`` -> ``orr_ci95``,
+    ``crs_onset_median_days`` -> ``crs_onset_median_ci95``, ``median_pfs_days`` ->
+    ``median_pfs_ci95``."""
+    return endpoint.removesuffix("_pct").removesuffix("_days") + "_ci95"
 
 
 def _pct(mask: np.ndarray, name: str, out: dict) -> None:
@@ -51,6 +65,18 @@ def _median(x) -> float | None:
     return float(np.median(x)) if x.size else None
 
 
+def _median_ci(x) -> list[float | None]:
+    """Distribution-free 95% CI of the median (order statistics, exact binomial); an end
+    the sample cannot bound (too few values) is None."""
+    from scipy.stats import quantile_test
+
+    x = _finite(x)
+    if not x.size:
+        return [None, None]
+    ci = quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
+    return [float(v) if np.isfinite(v) else None for v in (ci.low, ci.high)]
+
+
 def _iqr(x) -> list[float | None]:
     x = _finite(x)
     return [float(np.percentile(x, 25)), float(np.percentile(x, 75))] if x.size else [None, None]
@@ -73,7 +99,8 @@ def _distribution(x: np.ndarray, unit: str) -> dict:
     pos = x[x > 0]
     s = float(np.std(np.log(pos), ddof=1)) if pos.size > 1 else None
     pct = (lambda q: float(np.percentile(x, q))) if x.size else (lambda q: None)
-    return {"unit": unit, "n": int(x.size), "median": pct(50), "iqr": [pct(25), pct(75)],
+    return {"unit": unit, "n": int(x.size), "median": pct(50), "median_ci95": _median_ci(x),
+            "iqr": [pct(25), pct(75)],
             "p5_p95": [pct(5), pct(95)],
             "geo_mean": float(np.exp(np.mean(np.log(pos)))) if pos.size else None,
             "geo_cv_pct": None if s is None else float(100 * math.sqrt(math.expm1(s * s)))}
@@ -111,8 +138,9 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     for e in (*SUBGROUP_ENDPOINTS, "tocilizumab", "steroids"):
         _pct(flags[e], e, out)
     on = crs >= 1
-    out["crs_onset_median_days"] = _median(num("crs_onset_day")[on])
-    out["crs_duration_median_days"] = _median(num("crs_duration_days")[on])
+    for key, col in (("crs_onset", "crs_onset_day"), ("crs_duration", "crs_duration_days")):
+        out[f"{key}_median_days"] = _median(num(col)[on])
+        out[f"{key}_median_ci95"] = _median_ci(num(col)[on])
     cmax = num("cmax_cells_per_ul")
     out["cmax_median"] = _median(cmax)
     out["cmax_iqr"] = _iqr(cmax)
@@ -127,14 +155,19 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
     out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
-    aplasia = np.where(np.isnan(back), spec.follow_up_days, back) - start
-    out["b_cell_aplasia_median_days"] = _median(aplasia[np.isfinite(start)])
+    aplastic = np.isfinite(start)  # aplasia lasts until recovery, censored at the end of follow-up
+    med, ci = _km_median(np.where(np.isnan(back), spec.follow_up_days, back)[aplastic] - start[aplastic],
+                         np.isfinite(back[aplastic]))
+    out["b_cell_aplasia_median_days"], out["b_cell_aplasia_median_ci95"] = med, ci
     out["baseline"] = _baseline(spec, good)
     if getattr(spec, "subgroups", None):
         out["subgroups"] = {name: _subgroup(good.column(name), flags) for name in spec.subgroups}
     if spec.indication == "sle":
         _pct(obj("response_day90") == "CR", "remission_day90", out)
-        out["b_cell_return_median_days"] = _median(back)
+        # day of B-cell return among patients with aplasia, censored at the end of follow-up
+        med, ci = _km_median(np.where(np.isnan(back), spec.follow_up_days, back)[aplastic],
+                             np.isfinite(back[aplastic]))
+        out["b_cell_return_median_days"], out["b_cell_return_median_ci95"] = med, ci
     return out
 
 
@@ -209,27 +242,44 @@ def _geo_ratio(x: np.ndarray, group: np.ndarray) -> float | None:
     return float(np.exp(np.mean(np.log(a)) - np.mean(np.log(b))))
 
 
-def _km(event_day: np.ndarray, follow_up: int, name: str) -> dict:
-    """Kaplan-Meier estimate (lifelines) of time to ``event_day`` (NaN: no event, censored
-    at the end of follow-up): median with its 95% CI and the rate at 12 months (or the end
-    of follow-up if sooner)."""
+def _fin(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _km_fit(durations: np.ndarray, observed: np.ndarray):
+    """lifelines Kaplan-Meier fit; its median and the median's 95% CI (None: not reached,
+    or an end the data cannot bound)."""
     from lifelines import KaplanMeierFitter
     from lifelines.utils import median_survival_times
 
+    km = KaplanMeierFitter().fit(durations, event_observed=observed)
+    lo, hi = median_survival_times(km.confidence_interval_).iloc[0]
+    return km, _fin(km.median_survival_time_), [_fin(lo), _fin(hi)]
+
+
+def _km_median(durations: np.ndarray, observed: np.ndarray) -> tuple[float | None, list]:
+    """Kaplan-Meier median of censored durations with its 95% CI (None if no patient)."""
+    if not durations.size:
+        return None, [None, None]
+    _, med, ci = _km_fit(durations, observed)
+    return med, ci
+
+
+def _km(event_day: np.ndarray, follow_up: int, name: str) -> dict:
+    """Kaplan-Meier estimate (lifelines) of time to ``event_day`` (NaN: no event, censored
+    at the end of follow-up): median with its 95% CI and the rate at 12 months (or the end
+    of follow-up if sooner) with its 95% CI."""
     at = min(365, follow_up)
     events = np.isfinite(event_day)
     days = np.where(events, event_day, follow_up)
     if not days.size:
-        return {f"median_{name}_days": None, f"median_{name}_ci95": [None, None], f"{name}_{at}d_pct": None}
-    km = KaplanMeierFitter().fit(days, event_observed=events)
-    med = km.median_survival_time_
-    ci = median_survival_times(km.confidence_interval_)
-    lo, hi = (float(v) for v in ci.iloc[0])
-
-    def fin(x):
-        return None if not np.isfinite(x) else float(x)
-    return {f"median_{name}_days": fin(med), f"median_{name}_ci95": [fin(lo), fin(hi)],
-            f"{name}_{at}d_pct": float(100 * km.predict(at))}
+        return {f"median_{name}_days": None, f"median_{name}_ci95": [None, None], f"{name}_{at}d_pct": None,
+                f"{name}_{at}d_ci95": [None, None]}
+    km, med, ci = _km_fit(days, events)
+    band = km.confidence_interval_survival_function_
+    lo, hi = band[band.index <= at].iloc[-1]  # the step function at day ``at``
+    return {f"median_{name}_days": med, f"median_{name}_ci95": ci,
+            f"{name}_{at}d_pct": float(100 * km.predict(at)), f"{name}_{at}d_ci95": [100 * float(lo), 100 * float(hi)]}
 
 
 #: Day by which a patient must have responded (PR or better) not to count as a treatment
