@@ -155,19 +155,16 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
     out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
-    aplastic = np.isfinite(start)  # aplasia lasts until recovery, censored at the end of follow-up
-    med, ci = _km_median(np.where(np.isnan(back), spec.follow_up_days, back)[aplastic] - start[aplastic],
-                         np.isfinite(back[aplastic]))
-    out["b_cell_aplasia_median_days"], out["b_cell_aplasia_median_ci95"] = med, ci
+    # among patients with aplasia, which lasts until recovery, censored at the end of follow-up
+    aplastic = np.isfinite(start)
+    end, recovered = np.where(np.isnan(back), spec.follow_up_days, back)[aplastic], np.isfinite(back[aplastic])
+    out["b_cell_aplasia_median_days"], out["b_cell_aplasia_median_ci95"] = _km_median(end - start[aplastic], recovered)
     out["baseline"] = _baseline(spec, good)
     if getattr(spec, "subgroups", None):
         out["subgroups"] = {name: _subgroup(good.column(name), flags) for name in spec.subgroups}
     if spec.indication == "sle":
         _pct(obj("response_day90") == "CR", "remission_day90", out)
-        # day of B-cell return among patients with aplasia, censored at the end of follow-up
-        med, ci = _km_median(np.where(np.isnan(back), spec.follow_up_days, back)[aplastic],
-                             np.isfinite(back[aplastic]))
-        out["b_cell_return_median_days"], out["b_cell_return_median_ci95"] = med, ci
+        out["b_cell_return_median_days"], out["b_cell_return_median_ci95"] = _km_median(end, recovered)
     return out
 
 

@@ -68,6 +68,8 @@ class Covariate(BaseModel):
             raise ValueError(f"a {self.distribution} covariate needs {', '.join(missing)}")
         if self.among is not None and self.distribution != "bernoulli":
             raise ValueError("only a bernoulli covariate is drawn among the patients of another")
+        if self.probs is not None and self.distribution != "categorical":
+            raise ValueError("only a categorical covariate has probs")
         if self.probs is not None and (min(self.probs) < 0 or abs(sum(self.probs) - 1) > 1e-9):
             raise ValueError(f"probs {self.probs} are not probabilities summing to 1")
         if self.min is not None and self.max is not None and self.min > self.max:
