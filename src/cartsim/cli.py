@@ -378,6 +378,54 @@ def compare(
     print(f"wrote {out / 'a'}, {out / 'b'} and {out / 'comparison.json'}")
 
 
+@app.command()
+def sweep(
+    spec: str = typer.Argument(..., help="trial YAML file or preset"),
+    dose: str = typer.Option(..., help="comma-separated doses, flat (5e7,1.5e8,4.5e8) or per kg (1e6/kg,2e6/kg)"),
+    n: Optional[int] = typer.Option(None, help="virtual patients in each arm (default: the spec's n)"),
+    seed: Optional[int] = typer.Option(None, help="random seed of every arm (default: the spec's)"),
+    out: Path = typer.Option(Path("cartsim-sweep"), help="output folder (dose-1/, dose-2/, ..., sweep.json)"),
+    as_json: bool = typer.Option(False, "--json", help="print the sweep as one JSON object"),
+) -> None:
+    """Run one virtual trial at several doses on the same virtual patients (dose-response)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cartsim.population import load_trial
+    from cartsim.population.compare import SWEEP_ENDPOINTS, dose_sweep
+
+    _check_whole({"n": n}, {"seed": seed})
+    doses = [d.strip() for d in dose.split(",") if d.strip()]
+    trial_spec = load_trial(spec, n=n, seed=seed)
+    with _progress() as bar:
+        tasks = {k: bar.add_task(f"dose {d}", total=trial_spec.n) for k, d in enumerate(doses, start=1)}
+        result = dose_sweep(trial_spec, doses, out, progress=lambda k, done, total: bar.update(tasks[k], completed=done))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(result, indent=2))
+    if as_json:
+        print(json.dumps(result))
+        return
+    arms = result["arms"]
+    table = Table(title=f"{result['trial']} by dose ({result['n']} patients, the same in every arm)")
+    table.add_column("endpoint", no_wrap=True)
+    for arm in arms:
+        table.add_column(arm["dose"], justify="right")
+
+    def ci(v, lo, hi, sep="-"):
+        return f"{_fmt(v)} ({_fmt(lo)}{sep}{_fmt(hi)})"
+
+    for e in SWEEP_ENDPOINTS:
+        table.add_row(f"{e} %", *(ci(a[f"{e}_pct"], *a[f"{e}_ci95"]) for a in arms))
+    table.add_row("Cmax cells/uL, median", *(ci(a["cmax_cells_per_ul_median"], *a["cmax_cells_per_ul_median_ci95"])
+                                             for a in arms))
+    for e in SWEEP_ENDPOINTS:  # paired differences against the first dose
+        diffs = [a["vs_first"]["endpoints"][e] for a in arms[1:]]
+        table.add_row(f"{e}, points vs {arms[0]['dose']}", "",
+                      *(ci(d["difference_pct"], *d["difference_ci95"], sep=" to ") for d in diffs))
+    Console().print(table)
+    print(f"wrote {', '.join(str(out / f'dose-{k}') for k in range(1, len(doses) + 1))} and {out / 'sweep.json'}")
+
+
 @app.command("list")
 def list_(what: str = typer.Argument("products", help="products, indications, policies or trials")) -> None:
     """List the packaged presets."""

@@ -53,3 +53,35 @@ def test_compare_needs_the_same_indication(tmp_path, capsys):
     assert main(["compare", "zuma-1", "karmma", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "karmma.indication" in err and "\n" not in err
+
+
+def test_dose_sweep_runs_the_same_patients_at_each_dose(tmp_path):
+    from cartsim.population import dose_sweep
+
+    spec = load_trial("karmma", n=40, follow_up_days=30)
+    res = dose_sweep(spec, ["5e7", "4.5e8"], tmp_path)
+    low, high = res["arms"]
+    assert [a["dose"] for a in res["arms"]] == ["5e7", "4.5e8"] and "vs_first" not in low
+    assert high["vs_first"]["n_paired"] == 40
+    for e in ("orr", "crs_grade3plus"):
+        lo, hi = high[f"{e}_ci95"]
+        assert lo <= high[f"{e}_pct"] <= hi
+    import pyarrow.parquet as pq
+
+    a, b = (pq.read_table(tmp_path / f"dose-{k}" / "patients.parquet") for k in (1, 2))
+    assert a.column("weight_kg").equals(b.column("weight_kg"))  # the same virtual patients
+    ratio = np.asarray(b.column("dose_car_cells").to_numpy()) / np.asarray(a.column("dose_car_cells").to_numpy())
+    assert np.allclose(ratio, 9.0)
+    # more cells, more expansion in every paired patient on average
+    assert high["vs_first"]["kinetics"]["cmax_cells_per_ul"]["geo_mean_ratio"] > 1
+
+
+def test_sweep_command(tmp_path, capsys):
+    assert main(["sweep", "zuma-1", "--dose", "1e6/kg,2e6/kg", "--n", "12", "--out", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [a["dose"] for a in out["arms"]] == ["1e6/kg", "2e6/kg"]
+    assert (tmp_path / "sweep.json").exists() and (tmp_path / "dose-2" / "summary.json").exists()
+    for bad in ("abc", "5e7,-1", ","):
+        assert main(["sweep", "zuma-1", "--dose", bad, "--n", "5", "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "dose" in err and "\n" not in err

@@ -1,4 +1,6 @@
-"""Paired comparison of two virtual trials on the same virtual patients.
+"""Paired comparison of virtual trials on the same virtual patients: two trials
+(:func:`compare_trials`, ``cartsim compare``) or one trial at several doses
+(:func:`dose_sweep`, ``cartsim sweep``).
 
 "What would a different product, dose, regimen or policy change?" Both trials are run on
 the same virtual patients: patient ``i`` has the same covariates and random effects in
@@ -30,7 +32,7 @@ from scipy import stats
 
 from cartsim.params import InputError
 from cartsim.population.endpoints import SUBGROUP_ENDPOINTS, _floats, endpoint_flags, wilson
-from cartsim.population.spec import TrialSpec
+from cartsim.population.spec import DoseRule, TrialSpec
 from cartsim.population.trial import run_trial
 
 #: Binary endpoints compared, in the order reported.
@@ -124,3 +126,41 @@ def compare_trials(a: TrialSpec, b: TrialSpec, out: Path | None = None, progress
     return {"a": a.name, "b": b.name, "indication": a.indication, "n": a.n, "seed": a.seed,
             "follow_up_days": a.follow_up_days, **cmp,
             "summaries": {"a": results["a"].summary, "b": results["b"].summary}}
+
+
+#: Endpoints (with their 95% CIs) reported for each arm of a dose sweep.
+SWEEP_ENDPOINTS = ("orr", "cr", "crs_any", "crs_grade3plus", "icans_any", "icans_grade3plus", "tocilizumab")
+
+
+def dose_rule(text: str) -> DoseRule:
+    """``1e8`` (flat CAR+ cells) or ``2e6/kg`` as a trial's dose rule."""
+    from cartsim.patient.simulate import parse_dose
+
+    d = parse_dose(text)
+    return DoseRule(per_kg=d.value) if d.per_kg else DoseRule(flat=d.value)
+
+
+def dose_sweep(spec: TrialSpec, doses: list[str], out: Path | None = None, progress=None) -> dict:
+    """Run ``spec`` at each of ``doses`` (``1e8`` flat, ``2e6/kg`` per kg) on the same
+    virtual patients: each arm's endpoints with their 95% CIs (Wilson; the median Cmax
+    with its distribution-free CI) and each later arm against the first with paired 95%
+    CIs (:func:`compare_tables`). Arm ``k`` (from 1) is written to ``out/dose-k``;
+    ``progress(k, done, total)`` reports the runs."""
+    if not doses:
+        raise InputError("dose", "", "at least one dose, e.g. 5e7,1.5e8,4.5e8 or 1e6/kg,2e6/kg")
+    arms, first = [], None
+    for k, text in enumerate(doses, start=1):
+        arm = spec.model_copy(update={"dose": dose_rule(text)})
+        cb = None if progress is None else (lambda done, total, k=k: progress(k, done, total))
+        res = run_trial(arm, None if out is None else out / f"dose-{k}", progress=cb)
+        s, cmax = res.summary, res.summary["kinetics"]["cmax_cells_per_ul"]
+        row = {"dose": text, "n_evaluated": s["n_evaluated"], "n_failed": s["n_failed"],
+               **{f"{e}_{x}": s[f"{e}_{x}"] for e in SWEEP_ENDPOINTS for x in ("pct", "ci95")},
+               "cmax_cells_per_ul_median": cmax["median"], "cmax_cells_per_ul_median_ci95": cmax["median_ci95"]}
+        if first is None:
+            first = res.patients
+        else:
+            row["vs_first"] = compare_tables(first, res.patients)
+        arms.append(row)
+    return {"trial": spec.name, "indication": spec.indication, "n": spec.n, "seed": spec.seed,
+            "follow_up_days": spec.follow_up_days, "arms": arms}
