@@ -267,7 +267,7 @@ def trial(
     n: Optional[int] = typer.Option(None, help="number of virtual patients (overrides the spec)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the spec)"),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per compiled batch"),
-    out: Path = typer.Option(Path("cartsim-trial"), help="output folder (patients.parquet, summary.json, chunks/)"),
+    out: Path = typer.Option(Path("cartsim-trial"), help="output folder (patients.parquet, summary.json, trial.png, chunks/)"),
     resume: bool = typer.Option(False, "--resume", help="continue a killed run from its completed chunks"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     keep_trajectories: Optional[int] = typer.Option(
@@ -286,6 +286,9 @@ def trial(
         task = bar.add_task(trial_spec.name, total=trial_spec.n)
         result = run_trial(trial_spec, out, resume=resume,
                            progress=lambda done, total: bar.update(task, completed=done))
+    from cartsim.report.figures import trial_figure
+
+    trial_figure(result, out / "trial.png")
     if as_json:
         print(json.dumps(result.summary))
         return
@@ -332,7 +335,7 @@ def trial(
             sub.add_row(level, str(row["n"]), *(pct(row, e) for e in SUBGROUP_ENDPOINTS))
         Console().print(sub)
     extra = f", {out/'trajectories.parquet'}" if result.trajectories is not None else ""
-    print(f"wrote {out/'patients.parquet'}{extra} and {out/'summary.json'}")
+    print(f"wrote {out/'patients.parquet'}{extra}, {out/'trial.png'} and {out/'summary.json'}")
 
 
 @app.command()

@@ -85,3 +85,9 @@ def test_sweep_command(tmp_path, capsys):
         assert main(["sweep", "zuma-1", "--dose", bad, "--n", "5", "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err.strip()
         assert "dose" in err and "\n" not in err
+
+
+def test_trial_command_writes_its_figure(tmp_path):
+    assert main(["trial", "karmma", "--n", "8", "--out", str(tmp_path), "--json"]) == 0
+    png = tmp_path / "trial.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

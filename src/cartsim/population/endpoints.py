@@ -152,8 +152,7 @@ def summarise_trial(spec, table: pa.Table) -> dict:
     out["kinetics"] = {k: _distribution(num(k), unit) for k, unit in KINETIC_DISTRIBUTIONS.items()}
     out.update(_pfs(num("progression_day"), spec.follow_up_days))
     _pct(responders & np.isnan(num("progression_day")), "ongoing_response", out)
-    responded = np.isin(obj("response_day28"), RESPONDED) | np.isin(obj("response_day90"), RESPONDED)
-    out.update(_efs(num("progression_day"), responded, spec.follow_up_days))
+    out.update(_efs(num("progression_day"), early_response(good), spec.follow_up_days))
     start, back = num("b_cell_aplasia_day"), num("b_cell_recovery_day")
     # among patients with aplasia, which lasts until recovery, censored at the end of follow-up
     aplastic = np.isfinite(start)
@@ -290,9 +289,20 @@ def _pfs(progression_day: np.ndarray, follow_up: int) -> dict:
     return _km(progression_day, follow_up, "pfs")
 
 
+def early_response(table: pa.Table) -> np.ndarray:
+    """PR or better on day 28 or day 90, per row of a trial's patient table."""
+    return np.isin(table.column("response_day28").to_numpy(zero_copy_only=False), RESPONDED) | \
+        np.isin(table.column("response_day90").to_numpy(zero_copy_only=False), RESPONDED)
+
+
+def efs_event_day(progression_day: np.ndarray, responded: np.ndarray, follow_up: int) -> np.ndarray:
+    """Day of the EFS event: progression or loss of CR, or treatment failure (no PR or
+    better on day 28 or day 90) dated at the end of the response window; NaN if none.
+    Death is not modelled."""
+    failure = np.where(responded, np.nan, float(min(EFS_RESPONSE_WINDOW_DAYS, follow_up)))
+    return np.fmin(progression_day, failure)
+
+
 def _efs(progression_day: np.ndarray, responded: np.ndarray, follow_up: int) -> dict:
-    """EFS (events: progression or loss of CR, and treatment failure, i.e. no PR or better
-    on day 28 or day 90, dated at the end of the response window). Death is not modelled."""
-    window = min(EFS_RESPONSE_WINDOW_DAYS, follow_up)
-    failure = np.where(responded, np.nan, float(window))
-    return _km(np.fmin(progression_day, failure), follow_up, "efs")
+    """EFS: the Kaplan-Meier estimate of :func:`efs_event_day`."""
+    return _km(efs_event_day(progression_day, responded, follow_up), follow_up, "efs")
