@@ -8,8 +8,9 @@ CRS and ICANS *rates*. The free parameters are the variances (omega^2) of three 
 random effects in ``variability.csv``: tumour sensitivity to killing (``kill.gamma``),
 inflammatory responsiveness (``act.K_kill``) and neurotoxicity susceptibility
 (``neuro.K_il6``); and, in ``parameters.csv``, the median share of antigen-negative cells
-at infusion in B-ALL and lymphoma (``indication.<name>.antigen_negative_fraction``),
-which sets CD19-negative relapse and so EFS and ongoing response; and the steepness of
+at infusion in B-ALL, lymphoma and myeloma (``indication.<name>.antigen_negative_fraction``),
+which sets antigen-negative relapse and so EFS and ongoing response, and in myeloma the
+depth of response (CR); and the steepness of
 the ICE score's fall with neuro-inflammatory drive (``neuro.ice_hill``), which sets how
 much of ICANS is severe. None of them moves a typical patient's kinetics, so the kinetic
 fit stays valid. ``neuro.ice_hill`` does move the typical patient's ICANS grade, which
@@ -61,11 +62,13 @@ FREE = {
 #: bounds: what only a trial's rates show. The median share of antigen-negative cells at
 #: infusion sets how many responders carry a clone above the extinction size, i.e.
 #: CD19-negative relapse: in B-ALL (ELIANA EFS at 12 months) and lymphoma (ZUMA-1 ongoing
-#: response at 15.4 months). The steepness of the ICE score's fall with neuro-inflammatory
+#: response at 15.4 months); in myeloma, disease that escapes BCMA CAR-T killing, which
+#: keeps M-protein above the CR threshold and regrows (KarMMa and CARTITUDE-1 CR). The steepness of the ICE score's fall with neuro-inflammatory
 #: drive sets the share of ICANS that is severe (grade >= 3 against any grade).
 FREE_TYPICAL = {
     "indication.b-all.antigen_negative_fraction": (1e-13, 1e-6),
     "indication.lbcl.antigen_negative_fraction": (1e-13, 1e-6),
+    "indication.mm.antigen_negative_fraction": (1e-8, 1e-2),
     "neuro.ice_hill": (1.0, 12.0),
 }
 TARGET_EVIDENCE = ("verified", "secondary")
