@@ -194,7 +194,8 @@ def _validation_doc(kind: str, table_md: str, n_bad: int, n: int, n_trial: int =
                   "parkinsonism and cranial nerve palsies too) counts events ICANS does not, so it is not "
                   "fitted. Durability: EFS counts no response by day 90 as an event; ZUMA-1 is followed to "
                   "15.4 months for its ongoing-response rate. The fit sets between-patient variances and the "
-                  "median antigen-negative share in B-ALL and lymphoma and the steepness of the ICE score's fall "
+                  "median antigen-negative share in B-ALL, lymphoma and myeloma (in myeloma: disease escaping CAR-T "
+                  "killing, which sets the depth of response) and the steepness of the ICE score's fall "
                   "(the share of ICANS that is severe); rows without a CI (Cmax spread, "
                   "responder/non-responder Cmax ratio, median PFS) are shown, not judged. JULIET is held "
                   "out of the fit (*prediction*). Fit: `cartsim calibrate --write` "
@@ -211,8 +212,8 @@ def _validation_doc(kind: str, table_md: str, n_bad: int, n: int, n_trial: int =
 
 @app.command()
 def calibrate(
-    n: int = typer.Option(200, min=10, help="virtual patients per trial in each evaluation"),
-    max_evals: int = typer.Option(60, "--max-evals", min=1, help="Nelder-Mead evaluations"),
+    n: int = typer.Option(400, min=10, help="virtual patients per trial in each evaluation (400: the stored fit)"),
+    max_evals: int = typer.Option(80, "--max-evals", min=1, help="Nelder-Mead evaluations (80: the stored fit)"),
     seed: int = typer.Option(20261122, help="seed of the common random numbers"),
     write: bool = typer.Option(False, help="store the fitted values (variability.csv, parameters.csv) and regenerate the docs"),
     docs: Path = typer.Option(Path("docs/validation.md"), help="validation page regenerated with --write"),
