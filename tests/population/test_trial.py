@@ -281,6 +281,8 @@ def test_efs_counts_treatment_failure_at_the_end_of_the_response_window():
     assert efs["median_efs_days"] is None or efs["median_efs_days"] >= 100
     lo, hi = pfs["pfs_365d_ci95"]  # Kaplan-Meier rate at 12 months with its CI
     assert lo < 75.0 < hi <= 100
+    assert pfs["pfs_182d_pct"] == pytest.approx(75.0) and efs["efs_182d_pct"] == pytest.approx(50.0)
+    assert set(_pfs(prog, 60)) >= {"pfs_60d_pct", "pfs_60d_ci95"}  # landmarks within a short follow-up
 
 
 def test_medians_of_times_have_distribution_free_confidence_intervals():

@@ -261,21 +261,30 @@ def _km_median(durations: np.ndarray, observed: np.ndarray) -> tuple[float | Non
     return med, ci
 
 
+#: Landmarks of the Kaplan-Meier rates (days): 6 and 12 months, as trials report them.
+KM_LANDMARKS_DAYS = (182, 365)
+
+
 def _km(event_day: np.ndarray, follow_up: int, name: str) -> dict:
     """Kaplan-Meier estimate (lifelines) of time to ``event_day`` (NaN: no event, censored
-    at the end of follow-up): median with its 95% CI and the rate at 12 months (or the end
-    of follow-up if sooner) with its 95% CI."""
-    at = min(365, follow_up)
+    at the end of follow-up): median with its 95% CI, and the rate at 6 and 12 months
+    (:data:`KM_LANDMARKS_DAYS`; a landmark beyond follow-up becomes the end of follow-up)
+    with its 95% CI, as ``<name>_<day>d_pct`` and ``<name>_<day>d_ci95``."""
     events = np.isfinite(event_day)
     days = np.where(events, event_day, follow_up)
+    landmarks = sorted({min(at, follow_up) for at in KM_LANDMARKS_DAYS})
+    out: dict = {f"median_{name}_days": None, f"median_{name}_ci95": [None, None]}
+    for at in landmarks:
+        out[f"{name}_{at}d_pct"], out[f"{name}_{at}d_ci95"] = None, [None, None]
     if not days.size:
-        return {f"median_{name}_days": None, f"median_{name}_ci95": [None, None], f"{name}_{at}d_pct": None,
-                f"{name}_{at}d_ci95": [None, None]}
-    km, med, ci = _km_fit(days, events)
+        return out
+    km, out[f"median_{name}_days"], out[f"median_{name}_ci95"] = _km_fit(days, events)
     band = km.confidence_interval_survival_function_
-    lo, hi = band[band.index <= at].iloc[-1]  # the step function at day ``at``
-    return {f"median_{name}_days": med, f"median_{name}_ci95": ci,
-            f"{name}_{at}d_pct": float(100 * km.predict(at)), f"{name}_{at}d_ci95": [100 * float(lo), 100 * float(hi)]}
+    for at in landmarks:
+        lo, hi = band[band.index <= at].iloc[-1]  # the step function at day ``at``
+        out[f"{name}_{at}d_pct"] = float(100 * km.predict(at))
+        out[f"{name}_{at}d_ci95"] = [100 * float(lo), 100 * float(hi)]
+    return out
 
 
 #: Day by which a patient must have responded (PR or better) not to count as a treatment
