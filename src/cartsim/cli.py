@@ -196,7 +196,9 @@ def _validation_doc(kind: str, table_md: str, n_bad: int, n: int, n_trial: int =
                   "15.4 months for its ongoing-response rate. The fit sets between-patient variances and the "
                   "median antigen-negative share in B-ALL, lymphoma and myeloma (in myeloma: disease escaping CAR-T "
                   "killing, which sets the depth of response) and the steepness of the ICE score's fall "
-                  "(the share of ICANS that is severe); rows without a CI (Cmax spread, "
+                  "(the share of ICANS that is severe). A row named `<preset>@<dose>` is the preset run at "
+                  "that dose (the dose levels of ide-cel's phase 1, CRB-401: a check of the dose-response). "
+                  "Rows without a CI (Cmax spread, "
                   "responder/non-responder Cmax ratio, median PFS) are shown, not judged. JULIET is held "
                   "out of the fit (*prediction*). Fit: `cartsim calibrate --write` "
                   "(src/cartsim/population/calibrate.py).",
@@ -264,7 +266,7 @@ def _progress():
 
 @app.command()
 def trial(
-    spec: str = typer.Argument(..., help="trial YAML file or preset (eliana, juliet, zuma-1, karmma, karmma-450, cartitude-1, mackensen-2022)"),
+    spec: str = typer.Argument(..., help="trial YAML file or preset (cartsim list trials: eliana, juliet, zuma-1, karmma, cartitude-1, mackensen-2022, ...)"),
     n: Optional[int] = typer.Option(None, help="number of virtual patients (overrides the spec)"),
     seed: Optional[int] = typer.Option(None, help="random seed (overrides the spec)"),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="patients per compiled batch"),

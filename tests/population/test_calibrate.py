@@ -38,8 +38,12 @@ def test_published_ci_and_objective():
 
 def test_every_target_trial_is_a_preset():
     from cartsim.population import list_trials
+    from cartsim.population.compare import dose_rule
 
-    assert {t.trial for t in C.load_targets()} <= set(list_trials())
+    assert {t.trial.partition("@")[0] for t in C.load_targets()} <= set(list_trials())
+    for t in C.load_targets():  # a dose-level row names a dose the command line accepts
+        if "@" in t.trial:
+            dose_rule(t.trial.partition("@")[2])
 
 
 def test_free_typical_values_are_parameters_and_are_written_with_provenance(tmp_path, monkeypatch):
@@ -61,3 +65,20 @@ def test_free_typical_values_are_parameters_and_are_written_with_provenance(tmp_
     assert t.value(name) == pytest.approx(3.3e-10) and t[name].evidence == "calibrated"
     assert "cartsim calibrate" in t[name].source
     assert len(t) == len(p)  # every other row kept
+
+
+def test_a_dose_level_row_runs_its_preset_at_that_dose(monkeypatch):
+    seen = {}
+
+    class Result:
+        summary = {"orr_pct": 50.0}
+
+    def fake_run(spec, **kw):
+        seen[spec.name] = spec.dose
+        return Result()
+
+    monkeypatch.setattr(C, "run_trial", fake_run)
+    out = C.simulate_trials(["crb-401@5e7", "zuma-1@1e6/kg", "karmma"], 10)
+    assert set(out) == {"crb-401@5e7", "zuma-1@1e6/kg", "karmma"}
+    assert seen["crb-401"].flat == 5e7 and seen["zuma-1"].per_kg == 1e6
+    assert seen["karmma"].levels is not None  # no @: the preset's own dose rule

@@ -127,13 +127,16 @@ class Comparison:
 def simulate_trials(trials, n: int, seed: int = 20261122, omega2: dict | None = None,
                     progress=None, typical: dict | None = None) -> dict[str, dict]:
     """Summaries of the named trial presets, each with ``n`` virtual patients; ``typical``
-    replaces values of the parameter table (population calibration)."""
+    replaces values of the parameter table (population calibration). ``preset@dose`` (e.g.
+    ``crb-401@5e7``, ``zuma-1@1e6/kg``) is the preset at that dose, for dose-level rows."""
     from cartsim.params import load_parameters
+    from cartsim.population.compare import dose_rule
 
     params = load_parameters().replace(typical, source="population calibration trial") if typical else None
     out = {}
     for name in trials:
-        spec = load_trial(name, n=n, seed=seed)
+        preset, _, dose = name.partition("@")
+        spec = load_trial(preset, n=n, seed=seed, dose=dose_rule(dose) if dose else None)
         out[name] = run_trial(spec, omega2=omega2, params=params).summary
         if progress is not None:
             progress(name)
