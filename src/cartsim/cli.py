@@ -277,6 +277,9 @@ def trial(
         None, "--keep-trajectories", help="keep the daily trajectories of the first K patients (trajectories.parquet)"),
     subgroups: Optional[str] = typer.Option(
         None, "--subgroups", help="comma-separated covariates to report endpoints by, e.g. tumour_burden,age_group"),
+    dask: Optional[str] = typer.Option(
+        None, "--dask", help="compute the chunks on a Dask cluster: a scheduler address (tcp://host:8786) "
+                             "or local:N for N local worker processes (needs the dask extra)"),
 ) -> None:
     """Run a virtual trial: per-patient table and endpoints with 95% CIs."""
     from cartsim.population import load_trial, run_trial
@@ -285,10 +288,15 @@ def trial(
     groups = None if subgroups is None else [g.strip() for g in subgroups.split(",") if g.strip()]
     trial_spec = load_trial(spec, n=n, seed=seed, chunk_size=chunk_size, keep_trajectories=keep_trajectories,
                             subgroups=groups)
-    with _progress() as bar:
-        task = bar.add_task(trial_spec.name, total=trial_spec.n)
-        result = run_trial(trial_spec, out, resume=resume,
-                           progress=lambda done, total: bar.update(task, completed=done))
+    client = None if dask is None else _dask_client(dask)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(trial_spec.name, total=trial_spec.n)
+            result = run_trial(trial_spec, out, resume=resume, client=client,
+                               progress=lambda done, total: bar.update(task, completed=done))
+    finally:
+        if client is not None:
+            client.close()
     from cartsim.report.figures import trial_figure
 
     trial_figure(result, out / "trial.png")
@@ -339,6 +347,26 @@ def trial(
         Console().print(sub)
     extra = f", {out/'trajectories.parquet'}" if result.trajectories is not None else ""
     print(f"wrote {out/'patients.parquet'}{extra}, {out/'trial.png'} and {out/'summary.json'}")
+
+
+def _dask_client(where: str):
+    """A ``dask.distributed`` client: ``local:N`` starts N worker processes here (one
+    thread each: every chunk already solves its blocks on all cores); anything else is a
+    scheduler address."""
+    expected = "a Dask scheduler address (tcp://host:8786) or local:N (N local worker processes)"
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError("--dask", where, "the dask extra installed: pip install -e '.[dask]'") from None
+    if where.startswith("local:"):
+        n = where.removeprefix("local:")
+        if not n.isdigit() or int(n) < 1:
+            raise InputError("--dask", where, expected)
+        return Client(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        return Client(where, timeout=10)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise InputError("--dask", where, f"{expected} that answers ({type(err).__name__})") from None
 
 
 @app.command()

@@ -396,3 +396,21 @@ def test_dose_levels_are_drawn_per_patient_and_change_no_other_draw():
     # the same level's patients match a single-dose trial at that dose exactly
     same = lvl == 2
     assert np.array_equal(col(mixed.patients, "cmax_cells_per_ul")[same], col(single.patients, "cmax_cells_per_ul")[same])
+
+
+def test_a_dask_cluster_gives_the_same_trial_and_resumable_chunks(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    spec = load_trial("zuma-1", n=30, follow_up_days=40, chunk_size=7)
+    here = run_trial(spec)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        there = run_trial(spec, tmp_path, client=client)
+    assert there.patients.equals(here.patients)  # same patients, same chunk order, same numbers
+    assert sorted(p.name for p in (tmp_path / "chunks").glob("chunk_*.parquet")) == [f"chunk_{k:05d}.parquet" for k in range(5)]
+    again = run_trial(spec, tmp_path, resume=True)  # every chunk on disk: nothing recomputed
+    assert again.patients.equals(here.patients)
+
+
+def test_bad_dask_address_is_an_input_error(tmp_path, capsys):
+    assert main(["trial", "zuma-1", "--n", "5", "--dask", "local:x", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--dask" in err and "local:N" in err and "\n" not in err

@@ -223,13 +223,17 @@ def _check_eligibility(spec: TrialSpec, cov: dict) -> None:
 def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
               progress: Callable[[int, int], None] | None = None,
               params: ParameterTable | None = None, omega2: dict[str, float] | None = None,
-              engine: str = "numba") -> TrialResult:
+              engine: str = "numba", client=None) -> TrialResult:
     """Simulate ``spec.n`` virtual patients; write chunks and results under ``out``.
 
     ``params`` and ``omega2`` (between-patient variances by name) override the packaged
     parameter and variability tables, e.g. during population calibration. ``engine`` is
     ``"numba"`` (:func:`cartsim.patient.fast_solver.solve_batch_fast`, the default) or
     ``"jax"`` (:func:`cartsim.patient.solver.solve_batch`, diffrax; slower, for checks).
+    ``client``, a ``dask.distributed.Client``, scales out: the chunks are computed on its
+    workers and written here as they finish (so a killed run resumes from them); the
+    result is the same as computed here, since a patient depends only on the seed and its
+    index.
     """
     if engine not in ("numba", "jax"):
         raise InputError("engine", engine, "numba or jax")
@@ -265,30 +269,57 @@ def run_trial(spec: TrialSpec, out: Path | None = None, *, resume: bool = False,
         stamp.write_text(json.dumps({"hash": h, "chunk_size": spec.chunk_size,
                                      "spec": spec.model_dump(mode="json")}, indent=2))
 
-    tables, trajs = [], []
     starts = range(0, spec.n, spec.chunk_size)
-    for k, start in enumerate(starts):
-        indices = list(range(start, min(start + spec.chunk_size, spec.n)))
-        path = None if chunk_dir is None else chunk_dir / f"chunk_{k:05d}.parquet"
-        tpath = None if chunk_dir is None else chunk_dir / f"trajectories_{k:05d}.parquet"
-        if resume and path is not None and path.exists():
-            table = pq.read_table(path)
-            traj = pq.read_table(tpath) if tpath.exists() else None
-        else:
-            table, traj = _run_chunk(spec, ind, prod, pol_arrays, ld, params, cov, indices, omega2, engine)
-            if path is not None:
-                if traj is not None:  # written first: a chunk file on disk means its trajectories are too
-                    tmp = tpath.with_suffix(".tmp")
-                    pq.write_table(traj, tmp)
-                    tmp.replace(tpath)
-                tmp = path.with_suffix(".tmp")
-                pq.write_table(table, tmp)
-                tmp.replace(path)  # atomic: a killed run never leaves a half-written chunk
-        tables.append(table)
-        if traj is not None:
-            trajs.append(traj)
+
+    def indices(k: int) -> list[int]:
+        return list(range(starts[k], min(starts[k] + spec.chunk_size, spec.n)))
+
+    def files(k: int):
+        return (None, None) if chunk_dir is None else \
+            (chunk_dir / f"chunk_{k:05d}.parquet", chunk_dir / f"trajectories_{k:05d}.parquet")
+
+    done: dict[int, tuple] = {}
+    patients_done = 0
+
+    def finished(k: int, table, traj) -> None:
+        nonlocal patients_done
+        done[k] = (table, traj)
+        patients_done += table.num_rows
         if progress is not None:
-            progress(indices[-1] + 1, spec.n)
+            progress(patients_done, spec.n)
+
+    todo = []
+    for k in range(len(starts)):
+        path, tpath = files(k)
+        if resume and path is not None and path.exists():
+            finished(k, pq.read_table(path), pq.read_table(tpath) if tpath.exists() else None)
+        else:
+            todo.append(k)
+
+    def store(k: int, table, traj) -> None:
+        path, tpath = files(k)
+        if path is not None:
+            if traj is not None:  # written first: a chunk file on disk means its trajectories are too
+                tmp = tpath.with_suffix(".tmp")
+                pq.write_table(traj, tmp)
+                tmp.replace(tpath)
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(table, tmp)
+            tmp.replace(path)  # atomic: a killed run never leaves a half-written chunk
+        finished(k, table, traj)
+
+    args = (spec, ind, prod, pol_arrays, ld, params, cov)
+    if client is None:
+        for k in todo:
+            store(k, *_run_chunk(*args, indices(k), omega2, engine))
+    else:
+        from distributed import as_completed
+
+        futures = {client.submit(_run_chunk, *args, indices(k), omega2, engine, pure=False): k for k in todo}
+        for fut in as_completed(futures):
+            store(futures[fut], *fut.result())
+    tables = [done[k][0] for k in range(len(starts))]
+    trajs = [done[k][1] for k in range(len(starts)) if done[k][1] is not None]
     patients = pa.concat_tables(tables, promote_options="default")
     trajectories = pa.concat_tables(trajs, promote_options="default") if trajs else None
     summary = summarise_trial(spec, patients)
