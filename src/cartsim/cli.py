@@ -256,12 +256,15 @@ def _check_whole(positive: dict, non_negative: dict) -> None:
 
 
 def _progress():
-    """A progress bar on stderr for long runs (gone when done)."""
+    """A progress bar on stderr for long runs (gone when done). Off when stderr is not a
+    terminal (a log file, a pipe): there it would leave an empty line, also before an
+    input error's one-line message."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 @app.command()
