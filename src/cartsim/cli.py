@@ -245,6 +245,11 @@ def _fmt(x) -> str:
     return "n/a" if x is None else (f"{x:.3g}" if isinstance(x, float) else str(x))
 
 
+def _with_ci(value, lo, hi, sep: str = "-") -> str:
+    """A table cell: a value and its 95% CI, ``v (lo-hi)`` (or ``sep`` between the ends)."""
+    return f"{_fmt(value)} ({_fmt(lo)}{sep}{_fmt(hi)})"
+
+
 def _check_whole(positive: dict, non_negative: dict) -> None:
     """CLI counts (None: not given) must be whole numbers > 0 or >= 0: input errors otherwise."""
     for name, value in positive.items():
@@ -339,7 +344,7 @@ def trial(
 
     def pct(row, e):
         v, (lo, hi) = row[f"{e}_pct"], row[f"{e}_ci95"]
-        return "n/a" if v is None else f"{v:.3g} ({_fmt(lo)}-{_fmt(hi)})"
+        return "n/a" if v is None else _with_ci(v, lo, hi)
 
     for name, levels in result.summary.get("subgroups", {}).items():
         sub = Table(title=f"by {name}")
@@ -404,13 +409,13 @@ def compare(
         table.add_column(col, justify="left" if col == "endpoint" else "right", no_wrap=col == "endpoint")
     for e, r in result["endpoints"].items():
         lo, hi = r["difference_ci95"]
-        table.add_row(e, _fmt(r["a_pct"]), _fmt(r["b_pct"]), f"{_fmt(r['difference_pct'])} ({_fmt(lo)} to {_fmt(hi)})")
+        table.add_row(e, _fmt(r["a_pct"]), _fmt(r["b_pct"]), _with_ci(r["difference_pct"], lo, hi, " to "))
     for m, r in result["kinetics"].items():
         lo, hi = r["ci95"]
         if "geo_mean_ratio" in r:
-            table.add_row(f"{m} B/A", "", "", f"x{_fmt(r['geo_mean_ratio'])} ({_fmt(lo)} to {_fmt(hi)})")
+            table.add_row(f"{m} B/A", "", "", "x" + _with_ci(r["geo_mean_ratio"], lo, hi, " to "))
         else:
-            table.add_row(f"{m} B-A", "", "", f"{_fmt(r['mean_difference'])} ({_fmt(lo)} to {_fmt(hi)})")
+            table.add_row(f"{m} B-A", "", "", _with_ci(r["mean_difference"], lo, hi, " to "))
     Console().print(table)
     print(f"wrote {out / 'a'}, {out / 'b'} and {out / 'comparison.json'}")
 
@@ -448,17 +453,14 @@ def sweep(
     for arm in arms:
         table.add_column(arm["dose"], justify="right")
 
-    def ci(v, lo, hi, sep="-"):
-        return f"{_fmt(v)} ({_fmt(lo)}{sep}{_fmt(hi)})"
-
     for e in SWEEP_ENDPOINTS:
-        table.add_row(f"{e} %", *(ci(a[f"{e}_pct"], *a[f"{e}_ci95"]) for a in arms))
-    table.add_row("Cmax cells/uL, median", *(ci(a["cmax_cells_per_ul_median"], *a["cmax_cells_per_ul_median_ci95"])
+        table.add_row(f"{e} %", *(_with_ci(a[f"{e}_pct"], *a[f"{e}_ci95"]) for a in arms))
+    table.add_row("Cmax cells/uL, median", *(_with_ci(a["cmax_cells_per_ul_median"], *a["cmax_cells_per_ul_median_ci95"])
                                              for a in arms))
     for e in SWEEP_ENDPOINTS:  # paired differences against the first dose
         diffs = [a["vs_first"]["endpoints"][e] for a in arms[1:]]
         table.add_row(f"{e}, points vs {arms[0]['dose']}", "",
-                      *(ci(d["difference_pct"], *d["difference_ci95"], sep=" to ") for d in diffs))
+                      *(_with_ci(d["difference_pct"], *d["difference_ci95"], " to ") for d in diffs))
     Console().print(table)
     print(f"wrote {', '.join(str(out / f'dose-{k}') for k in range(1, len(doses) + 1))} and {out / 'sweep.json'}")
 

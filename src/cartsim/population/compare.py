@@ -148,9 +148,10 @@ def dose_sweep(spec: TrialSpec, doses: list[str], out: Path | None = None, progr
     ``progress(k, done, total)`` reports the runs."""
     if not doses:
         raise InputError("dose", "", "at least one dose, e.g. 5e7,1.5e8,4.5e8 or 1e6/kg,2e6/kg")
+    rules = [dose_rule(text) for text in doses]  # every dose checked before any arm runs
     arms, first = [], None
-    for k, text in enumerate(doses, start=1):
-        arm = spec.model_copy(update={"dose": dose_rule(text)})
+    for k, (text, rule) in enumerate(zip(doses, rules), start=1):
+        arm = spec.model_copy(update={"dose": rule})
         cb = None if progress is None else (lambda done, total, k=k: progress(k, done, total))
         res = run_trial(arm, None if out is None else out / f"dose-{k}", progress=cb)
         s, cmax = res.summary, res.summary["kinetics"]["cmax_cells_per_ul"]
